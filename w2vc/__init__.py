@@ -1,0 +1,33 @@
+"""w2vc: Wav2Vec2-Conformer in PyTorch, built chapter by chapter in an executable book.
+
+This file is written by hand; every other module in the package is generated from a chapter's
+notebook by ``tools/export.py`` (its first line names the notebook). Public names are imported
+lazily, so ``import w2vc`` stays cheap and ``from w2vc import Wav2Vec2ConformerModel`` works.
+"""
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+# public name -> module of w2vc that defines it
+_EXPORTS = {
+    # chapter 1: audio and the synthesized corpus
+    "load_audio": "audio",
+    "resample": "audio",
+    "Wav2Vec2FeatureExtractor": "audio",
+}
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'w2vc' has no attribute {name!r}")
+    value = getattr(import_module(f"w2vc.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS)
