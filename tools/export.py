@@ -41,7 +41,7 @@ def collect(notebooks_dir: Path = NOTEBOOKS) -> dict[str, str]:
     chunks: dict[str, list[str]] = {}
     origin: dict[str, str] = {}
     for nb_path in sorted(notebooks_dir.glob("*.ipynb")):
-        rel = nb_path.relative_to(ROOT).as_posix()
+        rel = f"{notebooks_dir.name}/{nb_path.name}"
         cells = json.loads(nb_path.read_text(encoding="utf-8"))["cells"]
         default = None
         for index, cell in enumerate(cells):

@@ -12,8 +12,29 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # chapter 1: audio and the synthesized corpus
     "load_audio": "audio",
+    "save_audio": "audio",
     "resample": "audio",
+    "check_waveform": "audio",
+    "spectrogram": "audio",
+    "plot_waveform": "audio",
+    "plot_spectrogram": "audio",
+    "play": "audio",
     "Wav2Vec2FeatureExtractor": "audio",
+    "BatchFeatures": "audio",
+    "needs_attention_mask": "audio",
+    "zero_mean_unit_var": "audio",
+    "SAMPLING_RATE": "audio",
+    "RECEPTIVE_FIELD": "audio",
+    "FRAME_STRIDE": "audio",
+    "synthesize": "data",
+    "load_corpus": "data",
+    "load_folder": "data",
+    "save_folder": "data",
+    "Corpus": "data",
+    "Utterance": "data",
+    "Word": "data",
+    "cache_dir": "data",
+    "check_voice": "data",
 }
 
 
