@@ -17,4 +17,3 @@ export PATH="$PWD/.venv/bin:$PATH"
 # Corpora and checkpoints that the chapters make are cached here, not in the user's home,
 # so a clean clone builds them afresh.
 export W2VC_CACHE="${W2VC_CACHE:-$PWD/data}"
-export MPLBACKEND=Agg

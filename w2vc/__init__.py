@@ -35,6 +35,36 @@ _EXPORTS = {
     "Word": "data",
     "cache_dir": "data",
     "check_voice": "data",
+    # chapter 2: the config and the feature encoder
+    "Wav2Vec2ConformerConfig": "config",
+    "get_activation": "config",
+    "Wav2Vec2ConformerFeatureEncoder": "features",
+    "Wav2Vec2ConformerFeatureProjection": "features",
+    "feature_output_lengths": "features",
+    "receptive_field": "features",
+    # chapter 3: masking
+    "compute_mask_indices": "masking",
+    "apply_spec_augment": "masking",
+    "expected_masked_fraction": "masking",
+    # chapter 4: positions
+    "Wav2Vec2ConformerRelPositionalEmbedding": "positions",
+    "Wav2Vec2ConformerRotaryPositionalEmbedding": "positions",
+    "relative_position_table": "positions",
+    "relative_shift": "positions",
+    "apply_rotary": "positions",
+    # chapter 5: attention and the conformer block
+    "Wav2Vec2ConformerEncoder": "conformer",
+    "Wav2Vec2ConformerEncoderLayer": "conformer",
+    "Wav2Vec2ConformerSelfAttention": "conformer",
+    "Wav2Vec2ConformerFeedForward": "conformer",
+    "Wav2Vec2ConformerConvolutionModule": "conformer",
+    "Wav2Vec2ConformerPositionalConvEmbedding": "conformer",
+    # chapter 6: the model
+    "Wav2Vec2ConformerModel": "model",
+    "Wav2Vec2ConformerPreTrainedModel": "model",
+    "Wav2Vec2ConformerBaseModelOutput": "model",
+    "Wav2Vec2ConformerAdapter": "model",
+    "read_state_dict": "model",
 }
 
 

@@ -1,0 +1,449 @@
+"""Chapter 6: Wav2Vec2ConformerModel equals transformers' on every checkpoint layout, both ways.
+
+transformers' model is built with random weights, perturbed so that every parameter and buffer matters
+(norm weights, BatchNorm statistics, position biases), saved with ``save_pretrained`` and loaded with w2vc,
+and the other way round. Outputs are compared in eval mode in float32: max abs difference <= 1e-5 for small
+configurations, <= 1e-4 for a 24-layer 1024-wide one.
+"""
+import gc
+import json
+import warnings
+
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from helpers import ATOL, ATOL_LARGE, audio_batch, hf_config, max_diff, w2vc_config
+from w2vc.config import Wav2Vec2ConformerConfig
+from w2vc.model import (
+    Wav2Vec2ConformerBaseModelOutput,
+    Wav2Vec2ConformerModel,
+    Wav2Vec2ConformerPreTrainedModel,
+    match_checkpoint_keys,
+    read_state_dict,
+)
+
+HFModel = transformers.Wav2Vec2ConformerModel
+BATCHES = {"single": [2600], "padded": [2600, 1900, 1200]}
+
+
+@torch.no_grad()
+def perturb(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Move every parameter and BatchNorm statistic off its initial value, reproducibly."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, p in model.named_parameters():
+        p.add_(0.1 * torch.randn(p.shape, generator=gen))
+    for name, b in model.named_buffers():
+        if name.endswith("running_mean"):
+            b.copy_(0.1 * torch.randn(b.shape, generator=gen))
+        elif name.endswith("running_var"):
+            b.copy_(0.5 + torch.rand(b.shape, generator=gen))
+    return model
+
+
+def make_hf(seed=0, cls=HFModel, **overrides):
+    torch.manual_seed(seed)
+    return perturb(cls(hf_config(**overrides)), seed).eval()
+
+
+def run(model, lengths, **kwargs):
+    x, mask = audio_batch(lengths, seed=1)
+    with torch.no_grad():
+        return model(x, attention_mask=mask if len(lengths) > 1 else None,
+                     output_hidden_states=True, output_attentions=True, **kwargs)
+
+
+def assert_same_outputs(ours, theirs, atol, context=""):
+    assert max_diff(ours.last_hidden_state, theirs.last_hidden_state) <= atol, context
+    assert max_diff(ours.extract_features, theirs.extract_features) <= atol, context
+    assert len(ours.hidden_states) == len(theirs.hidden_states) > 1, context
+    for i, (a, b) in enumerate(zip(ours.hidden_states, theirs.hidden_states)):
+        assert max_diff(a, b) <= atol, f"{context} hidden_states[{i}]: {max_diff(a, b)}"
+    assert len(ours.attentions) == len(theirs.attentions) > 0, context
+    for i, (a, b) in enumerate(zip(ours.attentions, theirs.attentions)):
+        assert max_diff(a, b) <= atol, f"{context} attentions[{i}]: {max_diff(a, b)}"
+
+
+ADAPTER = dict(add_adapter=True, output_hidden_size=24, num_adapter_layers=2)
+LAYOUTS = [(pos, norm, adapter) for pos in ("relative", "rotary", None) for norm in ("group", "layer")
+           for adapter in (False, True)]
+
+
+def _layout_kwargs(pos, norm, adapter):
+    return dict(position_embeddings_type=pos, feat_extract_norm=norm, **(ADAPTER if adapter else {}))
+
+
+@pytest.fixture(scope="module")
+def hf_folders(tmp_path_factory):
+    """One transformers model per layout, saved once: ``layout -> (model, folder)``."""
+    cache = {}
+
+    def get(layout):
+        if layout not in cache:
+            model = make_hf(**_layout_kwargs(*layout))
+            folder = tmp_path_factory.mktemp("hf")
+            model.save_pretrained(folder)
+            cache[layout] = (model, folder)
+        return cache[layout]
+
+    return get
+
+
+@pytest.mark.parametrize("batch", sorted(BATCHES))
+@pytest.mark.parametrize("pos, norm, adapter", LAYOUTS)
+def test_transformers_folder_loads_and_gives_the_same_outputs(hf_folders, pos, norm, adapter, batch):
+    theirs, folder = hf_folders((pos, norm, adapter))
+    ours = Wav2Vec2ConformerModel.from_pretrained(folder)
+    assert not ours.training
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+    want, got = run(theirs, BATCHES[batch]), run(ours, BATCHES[batch])
+    assert isinstance(got, Wav2Vec2ConformerBaseModelOutput)
+    assert_same_outputs(got, want, ATOL, f"{pos}/{norm}/adapter={adapter}/{batch}")
+    if adapter:
+        assert got.last_hidden_state.shape[-1] == 24
+        assert got.last_hidden_state.shape[1] == ours._get_feat_extract_output_lengths(2600)
+
+
+@pytest.mark.parametrize("pos, norm, adapter", LAYOUTS)
+def test_w2vc_folder_loads_in_transformers_without_missing_keys(tmp_path, pos, norm, adapter):
+    torch.manual_seed(0)
+    ours = perturb(Wav2Vec2ConformerModel(w2vc_config(**_layout_kwargs(pos, norm, adapter)))).eval()
+    ours.save_pretrained(tmp_path)
+    theirs, info = HFModel.from_pretrained(tmp_path, output_loading_info=True, attn_implementation="eager")
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"] and not info["error_msgs"], info
+    for batch in BATCHES.values():
+        assert_same_outputs(run(ours, batch), run(theirs.eval(), batch), ATOL, f"{pos}/{norm}/{adapter}/{batch}")
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["architectures"] == ["Wav2Vec2ConformerModel"] and config["model_type"] == "wav2vec2-conformer"
+
+
+def test_pytorch_model_bin_both_ways(tmp_path):
+    # transformers 5 always writes safetensors; published checkpoints often hold a pytorch_model.bin
+    theirs = make_hf(position_embeddings_type="relative", feat_extract_norm="layer")
+    theirs.config.save_pretrained(tmp_path / "hf")
+    torch.save(theirs.state_dict(), tmp_path / "hf" / "pytorch_model.bin")
+    ours = Wav2Vec2ConformerModel.from_pretrained(tmp_path / "hf")
+    assert_same_outputs(run(ours, BATCHES["padded"]), run(theirs, BATCHES["padded"]), ATOL)
+    ours.save_pretrained(tmp_path / "w2vc", safe_serialization=False)
+    assert sorted(p.name for p in (tmp_path / "w2vc").iterdir()) == ["config.json", "pytorch_model.bin"]
+    again, info = HFModel.from_pretrained(tmp_path / "w2vc", output_loading_info=True, attn_implementation="eager")
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    assert_same_outputs(run(again.eval(), BATCHES["padded"]), run(theirs, BATCHES["padded"]), ATOL)
+
+
+def test_weight_norm_as_weight_g_and_weight_v(tmp_path):
+    """Older checkpoints store the positional conv's weight norm as weight_g / weight_v."""
+    theirs = make_hf(position_embeddings_type="rotary")
+    state = {k: v.clone() for k, v in theirs.state_dict().items()}
+    old = {}
+    for k, v in state.items():
+        k = k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1",
+                                                                               "weight_v")
+        old[k] = v
+    assert "encoder.pos_conv_embed.conv.weight_g" in old and "encoder.pos_conv_embed.conv.weight_v" in old
+    theirs.config.save_pretrained(tmp_path)
+    torch.save(old, tmp_path / "pytorch_model.bin")
+    ours = Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+    for suffix in ("original0", "original1"):
+        key = f"encoder.pos_conv_embed.conv.parametrizations.weight.{suffix}"
+        assert torch.equal(ours.state_dict()[key], state[key])
+    assert_same_outputs(run(ours, BATCHES["single"]), run(theirs, BATCHES["single"]), ATOL)
+
+
+def test_sharded_checkpoint(tmp_path):
+    theirs = make_hf(position_embeddings_type=None)
+    theirs.save_pretrained(tmp_path, max_shard_size="20KB")
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+    ours = Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+    assert_same_outputs(run(ours, BATCHES["padded"]), run(theirs, BATCHES["padded"]), ATOL)
+
+
+def test_same_mask_indices_give_the_same_masked_output_in_eval_and_training(tmp_path):
+    # dropout and LayerDrop off, so that training mode is deterministic; BatchNorm then uses batch statistics
+    # (padded frames included, in both libraries)
+    no_dropout = dict(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
+                      conformer_conv_dropout=0.0, layerdrop=0.0, mask_time_prob=0.3, mask_feature_prob=0.0)
+    theirs = make_hf(position_embeddings_type="relative", feat_extract_norm="layer", **no_dropout)
+    theirs.save_pretrained(tmp_path)
+    ours = Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+    x, mask = audio_batch(BATCHES["padded"], seed=2)
+    frames = ours._get_feat_extract_output_lengths(x.shape[1])
+    time_mask = torch.zeros(3, frames, dtype=torch.bool)
+    time_mask[:, 3:9] = True
+    time_mask[0, 20:25] = True
+    for training in (False, True):
+        theirs.train(training)
+        ours.train(training)
+        with torch.no_grad():
+            want = theirs(x, attention_mask=mask, mask_time_indices=time_mask, output_hidden_states=True)
+            got = ours(x, attention_mask=mask, mask_time_indices=time_mask, output_hidden_states=True)
+        assert max_diff(got.last_hidden_state, want.last_hidden_state) <= ATOL, training
+        assert max_diff(got.hidden_states[0], want.hidden_states[0]) <= ATOL
+        assert torch.equal(got.mask_time_indices, time_mask)
+    # training mode updated BatchNorm's running statistics the same way
+    for key, value in theirs.state_dict().items():
+        if "running" in key:
+            assert max_diff(ours.state_dict()[key], value) <= ATOL, key
+
+
+def test_training_samples_masks_only_inside_utterances():
+    torch.manual_seed(0)
+    ours = Wav2Vec2ConformerModel(w2vc_config(mask_time_prob=0.5, mask_time_length=3, feat_extract_norm="layer"))
+    x, mask = audio_batch(BATCHES["padded"])
+    ours.train()
+    out = ours(x, attention_mask=mask, generator=torch.Generator().manual_seed(0))
+    frames = ours._get_feature_vector_attention_mask(out.extract_features.shape[1], mask)
+    assert out.mask_time_indices.any() and not (out.mask_time_indices & ~frames).any()
+    ours.eval()
+    assert ours(x, attention_mask=mask).mask_time_indices is None
+
+
+def test_large_24_layer_1024_wide_model_matches(tmp_path):
+    config = Wav2Vec2ConformerConfig.preset("large-rope")
+    torch.manual_seed(0)
+    hf_conf = transformers.Wav2Vec2ConformerConfig(**{k: v for k, v in config.to_dict().items()})
+    hf_conf._attn_implementation = "eager"
+    theirs = HFModel(hf_conf).eval()
+    with torch.no_grad():  # perturb the norms, biases and BatchNorm statistics (the big matrices are random already)
+        for name, value in list(theirs.named_parameters()) + list(theirs.named_buffers()):
+            if value.dim() == 1 and value.is_floating_point() and "inv_freq" not in name:
+                value.copy_((value + 0.1 * torch.randn_like(value)).abs() if "running_var" in name
+                            else value + 0.1 * torch.randn_like(value))
+    theirs.save_pretrained(tmp_path)
+    x, mask = audio_batch([4800, 3600], seed=3)
+    with torch.no_grad():
+        want = theirs(x, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+    del theirs
+    gc.collect()
+    ours = Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+    assert ours.num_parameters() > 590_000_000
+    with torch.no_grad():
+        got = ours(x, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+    assert len(got.hidden_states) == 25 and len(got.attentions) == 24
+    assert_same_outputs(got, want, ATOL_LARGE, "large-rope")
+
+
+# ---- heads: the base class that later chapters subclass ---------------------------------------------------
+
+class TinyHead(Wav2Vec2ConformerPreTrainedModel):
+    """A head like the ones of later chapters: a body under ``wav2vec2_conformer`` and a linear layer."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.wav2vec2_conformer = Wav2Vec2ConformerModel(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_values, attention_mask=None):
+        hidden = self.wav2vec2_conformer(input_values, attention_mask=attention_mask).last_hidden_state
+        return self.classifier(hidden.mean(1))
+
+
+def test_body_checkpoint_into_a_head_model_warns_about_new_weights(tmp_path):
+    theirs = make_hf(position_embeddings_type="rotary")
+    theirs.save_pretrained(tmp_path)
+    with pytest.warns(UserWarning, match=r"newly initialised .*classifier.weight, classifier.bias"):
+        head = TinyHead.from_pretrained(tmp_path)
+    assert head.base_model is head.wav2vec2_conformer
+    # the new head is initialised by _init_weights (normal(0, 0.02), zero bias), not left empty
+    assert head.classifier.bias.abs().max() == 0 and 0.01 < head.classifier.weight.std() < 0.03
+    assert_same_outputs(run(head.wav2vec2_conformer, BATCHES["padded"]), run(theirs, BATCHES["padded"]), ATOL)
+
+
+def test_head_checkpoint_into_the_body_warns_about_unused_weights(tmp_path):
+    theirs = make_hf(cls=transformers.Wav2Vec2ConformerForCTC, position_embeddings_type="relative")
+    theirs.save_pretrained(tmp_path)
+    with pytest.warns(UserWarning, match=r"belong to another head and were not used: lm_head"):
+        ours = Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+    assert_same_outputs(run(ours, BATCHES["padded"]), run(theirs.wav2vec2_conformer, BATCHES["padded"]), ATOL)
+
+
+def test_head_round_trip_and_mismatched_head(tmp_path):
+    torch.manual_seed(0)
+    head = perturb(TinyHead(w2vc_config(num_labels=5))).eval()
+    head.save_pretrained(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = TinyHead.from_pretrained(tmp_path)
+    x, mask = audio_batch(BATCHES["padded"])
+    with torch.no_grad():
+        assert torch.equal(again(x, mask), head(x, mask))
+    assert "wav2vec2_conformer.encoder.layer_norm.weight" in load_file(tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match=r"shapes do not match TinyHead .*classifier.weight: checkpoint \(5, 32\), "
+                                         r"model \(3, 32\).*ignore_mismatched_sizes=True"):
+        TinyHead.from_pretrained(tmp_path, num_labels=3)
+    with pytest.warns(UserWarning, match="re-initialised weights whose shapes differ"):
+        resized = TinyHead.from_pretrained(tmp_path, num_labels=3, ignore_mismatched_sizes=True)
+    assert resized.classifier.weight.shape == (3, 32)
+    assert torch.equal(resized.wav2vec2_conformer.encoder.layers[0].ffn1.output_dense.weight,
+                       head.wav2vec2_conformer.encoder.layers[0].ffn1.output_dense.weight)
+    # a head's folder loads in the body too, like transformers' body loads a head checkpoint
+    with pytest.warns(UserWarning, match="not used: classifier"):
+        Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+
+
+def test_recomputable_buffers_and_masked_spec_embed_are_optional(tmp_path):
+    theirs = make_hf(position_embeddings_type="rotary")
+    state = {k: v for k, v in theirs.state_dict().items()
+             if not k.endswith(("inv_freq", "num_batches_tracked"))}
+    theirs.config.save_pretrained(tmp_path)
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    ours = Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+    assert_same_outputs(run(ours, BATCHES["single"]), run(theirs, BATCHES["single"]), ATOL)
+    # loading without masking drops masked_spec_embed; loading with masking into a maskless checkpoint keeps ours
+    no_embed = {k: v.contiguous() for k, v in state.items() if k != "masked_spec_embed"}
+    save_file(no_embed, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    fresh = Wav2Vec2ConformerModel.from_pretrained(tmp_path)  # built without init, then initialised where unloaded
+    assert 0 <= fresh.masked_spec_embed.min() and fresh.masked_spec_embed.max() < 1
+    assert max_diff(fresh.masked_spec_embed, theirs.masked_spec_embed) > 0.01
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    no_mask = Wav2Vec2ConformerModel.from_pretrained(tmp_path, mask_time_prob=0.0)
+    assert no_mask.masked_spec_embed is None
+    match = match_checkpoint_keys(no_mask, state)
+    assert "masked_spec_embed" in match.optional and not match.unexpected and not match.missing
+    assert all(k.endswith(("masked_spec_embed", "inv_freq", "num_batches_tracked")) for k in match.optional)
+
+
+def test_frame_mask_and_lengths_match_transformers():
+    theirs = make_hf()
+    ours = Wav2Vec2ConformerModel(w2vc_config())
+    _, mask = audio_batch([5000, 3000, 86, 2999])
+    frames = int(theirs._get_feat_extract_output_lengths(5000))
+    assert torch.equal(ours._get_feature_vector_attention_mask(frames, mask),
+                       theirs._get_feature_vector_attention_mask(frames, mask))
+    for add_adapter in (False, True):
+        lengths = torch.arange(85, 5000, 13)
+        assert torch.equal(ours._get_feat_extract_output_lengths(lengths, add_adapter=add_adapter),
+                           theirs._get_feat_extract_output_lengths(lengths, add_adapter=add_adapter))
+
+
+def test_initialisation_follows_transformers_scheme():
+    kwargs = dict(position_embeddings_type="relative", add_adapter=True, output_hidden_size=24,
+                  hidden_size=64, intermediate_size=128, num_conv_pos_embeddings=32)
+    torch.manual_seed(0)
+    theirs = HFModel(hf_config(**kwargs)).state_dict()
+    torch.manual_seed(1)
+    ours = Wav2Vec2ConformerModel(w2vc_config(**kwargs)).state_dict()
+    assert set(ours) == set(theirs)
+    for key, value in theirs.items():
+        if key.startswith("encoder.pos_conv_embed."):
+            # never applied; we follow fairseq's normal(0, 2 / sqrt(K * C)), which transformers means to use
+            # but writes into the computed weight of the weight-normed conv, keeping PyTorch's default instead
+            continue
+        a, b = ours[key].float(), value.float()
+        if b.min() == b.max() or key.endswith(("running_mean", "running_var", "num_batches_tracked", "inv_freq")):
+            assert torch.equal(a, b), key  # constants: norms at 1 and 0, zero biases, buffers
+            continue
+        if b.numel() < 256:
+            continue
+        # same distribution: means within 5 standard errors of their difference, spreads within 25%
+        assert abs(a.mean() - b.mean()) < 5 * b.std() * (2 / b.numel()) ** 0.5 + 1e-3, key
+        assert 0.75 < a.std() / b.std() < 1.33, (key, a.std().item(), b.std().item())
+    assert ours["masked_spec_embed"].min() >= 0 and ours["masked_spec_embed"].max() < 1
+
+
+def test_freeze_and_gradient_checkpointing():
+    torch.manual_seed(0)
+    config = w2vc_config(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+                         conformer_conv_dropout=0.0, layerdrop=0.0, mask_time_prob=0.0, feat_extract_norm="layer")
+    model = Wav2Vec2ConformerModel(config).train()
+    x, mask = audio_batch(BATCHES["padded"])
+
+    def grads():
+        model.zero_grad()
+        model(x, attention_mask=mask).last_hidden_state.square().mean().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    model.gradient_checkpointing_enable()
+    assert model.is_gradient_checkpointing and model.feature_extractor.gradient_checkpointing
+    assert model.encoder.gradient_checkpointing
+    checkpointed = grads()
+    assert plain.keys() == checkpointed.keys()
+    for name in plain:
+        assert torch.allclose(plain[name], checkpointed[name], atol=1e-5), name
+    model.gradient_checkpointing_disable()
+    assert not model.is_gradient_checkpointing
+    model.freeze_feature_encoder()
+    frozen = grads()
+    assert not any(n.startswith("feature_extractor.") for n in frozen)
+    assert model.num_parameters(only_trainable=True) < model.num_parameters()
+
+
+# ---- bad input -----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_model():
+    torch.manual_seed(0)
+    return Wav2Vec2ConformerModel(w2vc_config()).eval()
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda x, m: (x[:, :80], None), ValueError, r"input_values has 80 samples, fewer than the receptive field"),
+    (lambda x, m: (x, m[:, :-5]), ValueError, r"attention_mask must have the shape of input_values \(batch, samples\) "
+                                              r"= \(3, 2600\), got \(3, 2595\)"),
+    (lambda x, m: (x, m[0]), ValueError, r"attention_mask must have the shape of input_values"),
+    (lambda x, m: (x, m * 2), ValueError, r"attention_mask must hold only 0 and 1"),
+    (lambda x, m: (x[:, None], None), ValueError, r"input_values must have shape \(batch, samples\), got \(3, 1, 2600\)"),
+    (lambda x, m: ((x * 32767).to(torch.int16), None), TypeError, r"must be floating point audio, got dtype torch.int16"),
+])
+def test_bad_input_is_rejected(small_model, make, error, match):
+    x, mask = audio_batch(BATCHES["padded"])
+    values, attention = make(x, mask)
+    with pytest.raises(error, match=match):
+        small_model(values, attention_mask=attention)
+
+
+def test_bool_attention_mask_works_like_integers(small_model):
+    x, mask = audio_batch(BATCHES["padded"])
+    with torch.no_grad():
+        a = small_model(x, attention_mask=mask).last_hidden_state
+        b = small_model(x, attention_mask=mask.bool()).last_hidden_state
+    assert torch.equal(a, b)
+
+
+def test_folder_without_config_json(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json found at"):
+        Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+
+
+def test_folder_without_weights(tmp_path):
+    w2vc_config().save_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no weights found in .*: expected one of \['model.safetensors'"):
+        Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+
+
+def test_checkpoint_whose_shapes_do_not_match_the_config(tmp_path):
+    make_hf().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["intermediate_size"] = 48
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"shapes do not match Wav2Vec2ConformerModel built from its config: "
+                                         r".*encoder.layers.0.ffn1.intermediate_dense.weight: checkpoint \(64, 32\), "
+                                         r"model \(48, 32\)"):
+        Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+
+
+def test_checkpoint_with_missing_and_unexpected_keys(tmp_path):
+    make_hf(position_embeddings_type="relative").save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"does not fit Wav2Vec2ConformerModel: missing keys: none; unexpected keys: "
+                                         r"encoder.layers.0.self_attn.linear_pos.weight, .*position_embeddings_type"):
+        Wav2Vec2ConformerModel.from_pretrained(tmp_path, position_embeddings_type=None)
+    with pytest.raises(ValueError, match=r"missing keys: encoder.layers.2.ffn1_layer_norm.weight"):
+        Wav2Vec2ConformerModel.from_pretrained(tmp_path, num_hidden_layers=3)
+
+
+def test_config_of_the_wrong_type():
+    with pytest.raises(TypeError, match="config must be a w2vc Wav2Vec2ConformerConfig, got Wav2Vec2ConformerConfig"):
+        Wav2Vec2ConformerModel(hf_config())
+
+
+def test_read_state_dict_gives_the_saved_tensors(tmp_path):
+    torch.manual_seed(0)
+    model = Wav2Vec2ConformerModel(w2vc_config())
+    model.save_pretrained(tmp_path)
+    state = read_state_dict(tmp_path)
+    assert state.keys() == model.state_dict().keys()
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
