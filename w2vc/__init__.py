@@ -65,6 +65,11 @@ _EXPORTS = {
     "Wav2Vec2ConformerBaseModelOutput": "model",
     "Wav2Vec2ConformerAdapter": "model",
     "read_state_dict": "model",
+    # chapter 7: quantization
+    "Wav2Vec2ConformerGumbelVectorQuantizer": "quantizer",
+    "gumbel_noise": "quantizer",
+    "gumbel_softmax_straight_through": "quantizer",
+    "codevector_perplexity": "quantizer",
 }
 
 
