@@ -29,7 +29,8 @@ def parse(argv=None) -> tuple[argparse.Namespace, PretrainingRecipe]:
     parser.add_argument("--checkpoint-dir", default=None, help="keep a resumable checkpoint here")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--config-overrides", default="{}", help='JSON, e.g. \'{"hidden_dropout": 0.0}\'')
+    parser.add_argument("--config-overrides", default=json.dumps(defaults.config_overrides),
+                        help=f"JSON config entries to change; default: {json.dumps(defaults.config_overrides)}")
     for field in dataclasses.fields(PretrainingRecipe):
         if field.name == "config_overrides":
             continue
