@@ -99,6 +99,27 @@ _EXPORTS = {
     "seed_everything": "training",
     "save_checkpoint": "training",
     "load_checkpoint": "training",
+    # chapter 10: utterance and frame classification
+    "Wav2Vec2ConformerForSequenceClassification": "classification",
+    "Wav2Vec2ConformerForAudioFrameClassification": "classification",
+    "Wav2Vec2ConformerWithHead": "classification",
+    "ClassifierOutput": "classification",
+    "weighted_layer_sum": "classification",
+    "masked_mean": "classification",
+    "check_class_labels": "classification",
+    "frame_labels_from_words": "classification",
+    "collect_hidden_states": "classification",
+    "pad_hidden_states": "classification",
+    # chapter 11: x-vector speaker embeddings
+    "Wav2Vec2ConformerForXVector": "xvector",
+    "XVectorOutput": "xvector",
+    "TDNNLayer": "xvector",
+    "statistics_pooling": "xvector",
+    "AMSoftmaxLoss": "xvector",
+    "cosine_scores": "xvector",
+    "all_trials": "xvector",
+    "det_curve": "xvector",
+    "equal_error_rate": "xvector",
 }
 
 

@@ -10,8 +10,10 @@ from w2vc.classification import (
     Wav2Vec2ConformerForAudioFrameClassification,
     Wav2Vec2ConformerForSequenceClassification,
     check_class_labels,
+    collect_hidden_states,
     frame_labels_from_words,
     masked_mean,
+    pad_hidden_states,
     weighted_layer_sum,
 )
 from w2vc.config import Wav2Vec2ConformerConfig
@@ -257,3 +259,37 @@ def test_helper_errors():
     with pytest.raises(ValueError, match=r"got \[3, 9\]"):
         check_class_labels(torch.tensor([0, 3, 9, 3]), 3)
     check_class_labels(torch.tensor([0, IGNORE_INDEX, 2]), 3, ignore_index=IGNORE_INDEX)
+
+
+def test_weighted_head_needs_every_hidden_state():
+    model = Wav2Vec2ConformerForSequenceClassification(small_config(use_weighted_layer_sum=True)).eval()
+    with pytest.raises(ValueError, match=r"config.use_weighted_layer_sum needs every hidden state.*got one \(B, T, C\)"):
+        model.head_forward(torch.zeros(2, 3, SMALL["hidden_size"]))
+
+
+# ---- a frozen body run once ---------------------------------------------------------------------------
+@pytest.mark.parametrize("head", HEADS)
+def test_head_on_collected_hidden_states_equals_the_full_forward(head):
+    """collect_hidden_states + pad_hidden_states + head_forward = the model on the same padded batch.
+
+    (Not = each utterance alone: like transformers', the conformer's depthwise convolution sees the padded
+    frames after the first block, so padding changes the real frames slightly; see the notebook.)
+    """
+    from w2vc.audio import Wav2Vec2FeatureExtractor
+    torch.manual_seed(0)
+    model = OURS[head](small_config(use_weighted_layer_sum=True)).eval()
+    g = torch.Generator().manual_seed(0)
+    waves = [torch.randn(n, generator=g).numpy() for n in (1600, 700, 1000)]
+    kept = collect_hidden_states(model.wav2vec2_conformer, waves, batch_size=3)
+    frames = [model._get_feat_extract_output_lengths(len(w)) for w in waves]
+    assert [tuple(k.shape) for k in kept] == [(SMALL["num_hidden_layers"] + 1, T, SMALL["hidden_size"]) for T in frames]
+    hidden, frame_mask = pad_hidden_states(kept)
+    assert hidden.shape == (SMALL["num_hidden_layers"] + 1, 3, max(frames), SMALL["hidden_size"])
+    assert frame_mask.sum(-1).tolist() == frames
+    batch = Wav2Vec2FeatureExtractor(return_attention_mask=True)(waves, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        cached = model.head_forward(hidden, frame_mask).logits
+        direct = model(batch["input_values"], batch["attention_mask"]).logits
+    if cached.dim() == 3:  # frame logits: the real frames
+        cached, direct = cached[frame_mask], direct[frame_mask]
+    torch.testing.assert_close(cached, direct, rtol=1e-5, atol=1e-5)

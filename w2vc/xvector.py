@@ -182,6 +182,12 @@ class Wav2Vec2ConformerForXVector(Wav2Vec2ConformerWithHead):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
+        head = [self.projector, *(layer.kernel for layer in self.tdnn), self.feature_extractor, self.classifier]
+        if any(module is linear for linear in head):
+            # transformers draws these from N(0, 0.02) like the body's layers; through seven Linear layers
+            # that shrinks the x-vector to about 1e-6 and the head hardly trains. Kaiming keeps the scale.
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            module.bias.zero_()
         if isinstance(module, AMSoftmaxLoss):
             module.weight.normal_(0.0, 1.0)
 
@@ -284,37 +290,20 @@ def equal_error_rate(scores, is_target) -> tuple[float, float]:
 
 
 # %% notebooks/11_xvector.ipynb, cell 25
-def make_trials(speakers, num_trials: int, generator: torch.Generator | None = None,
-                target_fraction: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Draw verification trials: pairs of different utterances, by the same speaker or by two.
+def all_trials(speakers) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every verification trial of a set of utterances: each pair of two different utterances, once.
 
     Args:
-        speakers: (N,) a speaker label per utterance (any hashable values).
-        num_trials: how many pairs to draw.
-        generator: the random source (seed it for the same trials every time).
-        target_fraction: the share of same-speaker pairs.
+        speakers: (N,) a speaker label per utterance (any values that compare with ==).
 
     Returns:
-        ``(first, second, is_target)``: (num_trials,) indices into the utterances and a bool per pair.
+        ``(first, second, is_target)``: (N(N-1)/2,) indices with first < second, and True where one
+        speaker spoke both utterances.
     """
-    names = sorted(set(speakers), key=str)
-    ids = torch.tensor([names.index(s) for s in speakers])  # (N,)
-    groups = [torch.nonzero(ids == k).flatten() for k in range(len(names))]
-    can_pair = [k for k, g in enumerate(groups) if len(g) >= 2]
-    if len(names) < 2 or not can_pair:
-        raise ValueError(f"trials need at least two speakers and one speaker with two utterances, got "
-                         f"{len(names)} speakers with at most {max(len(g) for g in groups)} utterances each")
-    draw = lambda n: torch.randint(n, (1,), generator=generator).item()  # noqa: E731
-    first, second, target = [], [], []
-    num_target = round(num_trials * target_fraction)
-    for i in range(num_trials):
-        if i < num_target:  # same speaker, two different utterances
-            g = groups[can_pair[draw(len(can_pair))]]
-            a = draw(len(g))
-            b = (a + 1 + draw(len(g) - 1)) % len(g)
-            first.append(int(g[a])), second.append(int(g[b])), target.append(True)
-        else:  # two speakers
-            a = draw(len(ids))
-            others = torch.nonzero(ids != ids[a]).flatten()
-            first.append(a), second.append(int(others[draw(len(others))])), target.append(False)
-    return torch.tensor(first), torch.tensor(second), torch.tensor(target)
+    names = {s: k for k, s in enumerate(dict.fromkeys(speakers))}  # label -> id, in order of appearance
+    ids = torch.tensor([names[s] for s in speakers])  # (N,)
+    if len(names) < 2 or len(names) == len(ids):
+        raise ValueError(f"trials need at least two speakers and a speaker with two utterances (for a target "
+                         f"trial), got {len(ids)} utterances by {len(names)} speakers; give more utterances")
+    first, second = torch.triu_indices(len(ids), len(ids), offset=1)  # (P,), (P,) with first < second
+    return first, second, ids[first] == ids[second]

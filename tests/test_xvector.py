@@ -245,3 +245,13 @@ def test_scoring_errors():
         TDNNLayer(4, 4, 0, 1)
     with pytest.raises(ValueError, match="needs at least 5 frames, got 4"):
         TDNNLayer(3, 2, 3, 2)(torch.zeros(1, 4, 3))
+
+
+def test_new_head_keeps_the_scale_of_its_input():
+    """Our Kaiming init of the head (transformers' N(0, 0.02) shrinks the x-vector to about 1e-6)."""
+    torch.manual_seed(0)
+    model = Wav2Vec2ConformerForXVector(small_config()).eval()
+    x, mask = padded_batch()
+    with torch.no_grad():
+        out = model(x, mask)
+    assert out.embeddings.std(0).mean() > 1e-2, out.embeddings
