@@ -988,7 +988,7 @@ def chunk_windows(num_samples: int, chunk_samples: int, stride_samples: int,
     step = chunk_samples - 2 * stride_samples
     if step <= 0:
         raise ValueError(f"stride_length_s: the two overlaps ({2 * stride_samples} samples) leave nothing of a "
-                         f"{chunk_samples}-sample chunk; use a stride below a quarter of chunk_length_s")
+                         f"{chunk_samples}-sample chunk; use a stride below half of chunk_length_s")
     if num_samples <= chunk_samples:
         return [(0, num_samples, 0, num_samples)]
     starts = list(range(0, num_samples - chunk_samples, step))
