@@ -557,10 +557,21 @@ def check_page(driver, root: Path, page: str, source: Path | None, summary: Summ
 
 PAGES = _toc_pages()
 EXTRA = ["search", "genindex"]     # Sphinx's own pages: they too must work offline
+# Pages that still fail a check, with the reason (issue 13; their chapters are being converted). The
+# mark is strict: a page that passes while listed here fails, so remove it from the list when it is done.
+PENDING = {
+    "notebooks/03_masking": "the mask explorer is an ipywidget (widget manager from a CDN, no kernel)",
+    "notebooks/05_conformer_block": "a displayed formula wider than the page",
+    "notebooks/06_model": "a displayed formula wider than the page",
+    "notebooks/08_pretraining": "an ipywidget (widget manager from a CDN, no kernel)",
+    "notebooks/11_xvector": "a displayed formula wider than the page",
+}
 
 
 @pytest.mark.parametrize("page,source", PAGES + [(p, None) for p in EXTRA], ids=[p for p, _ in PAGES] + EXTRA)
-def test_page_in_a_browser(browser, page, source):
+def test_page_in_a_browser(browser, page, source, request):
+    if page in PENDING:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=f"issue 13: {PENDING[page]}"))
     driver, summary = browser
     page_file = HTML / f"{page}.html"
     assert page_file.exists(), f"{page}: {page_file.relative_to(ROOT)} was not built (bash tools/book.sh)"
