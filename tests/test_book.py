@@ -176,3 +176,44 @@ def test_chapters_have_their_interactive_figure(stem, request):
     assert any('<div class="animation">' in h for h in html), f"{stem}: no to_jshtml figure in the stored outputs"
     widgets = [c for c in cells for o in c.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert not widgets, f"{stem}: an ipywidget output, which needs a kernel: make it a to_jshtml figure"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Numbers in the prose are the numbers in the stored outputs
+# ---------------------------------------------------------------------------------------------------
+
+# (notebook, regex on the Markdown cells, regex on the stored text outputs): each group of the first is
+# a number the prose quotes, the same group of the second the number an output prints. The prose may
+# round: "about 900" matches 901 (the quoted number's trailing zeros say to how many places).
+# Add a line here when a sentence quotes a result, so that a re-execution cannot leave it stale.
+PROSE_NUMBERS = [
+    ("10_classification", r"about (\d+) for\s+training and (\d+) for testing", r"^(\d+) (\d+) \('yes'"),
+]
+
+
+def _outputs_text(cells):
+    return "\n".join("".join(o.get("text", "") or o.get("data", {}).get("text/plain", ""))
+                     for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []))
+
+
+def _agrees(quoted: str, printed: str) -> bool:
+    places = len(quoted.split(".")[1]) if "." in quoted else -(len(quoted) - len(quoted.rstrip("0")))
+    return round(float(printed), places) == float(quoted)
+
+
+@pytest.mark.parametrize("stem,prose,output", PROSE_NUMBERS, ids=[p[0] + ":" + p[1][:30] for p in PROSE_NUMBERS])
+def test_prose_quotes_the_stored_outputs(stem, prose, output):
+    cells = json.loads((ROOT / "notebooks" / f"{stem}.ipynb").read_text())["cells"]
+    markdown = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    said, shown = re.search(prose, markdown), re.search(output, _outputs_text(cells), re.M)
+    assert said, f"{stem}: the prose no longer says {prose!r}: update PROSE_NUMBERS"
+    assert shown, f"{stem}: no stored output matches {output!r}: re-execute the chapter or update PROSE_NUMBERS"
+    for quoted, printed in zip(said.groups(), shown.groups()):
+        assert _agrees(quoted, printed), (
+            f"{stem}: the prose says {quoted} ({said.group(0)!r}), the stored output {printed} "
+            f"({shown.group(0)!r}): change the sentence to the number the output shows")
+
+
+def test_prose_number_check_catches_a_stale_number():
+    assert _agrees("900", "901") and _agrees("0.94", "0.942") and _agrees("12", "12.4")
+    assert not _agrees("727", "412") and not _agrees("0.95", "0.942") and not _agrees("900", "1000")
