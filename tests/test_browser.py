@@ -580,7 +580,7 @@ def test_page_in_a_browser(browser, page, source, request):
             f"{page}: the built page is older than {source.relative_to(ROOT)}: rebuild with bash tools/book.sh")
     problems = check_page(driver, HTML, page, source, summary, SHOTS)
     if problems:
-        summary.failed.append(page)
+        summary.failed.append(page + (" (pending, xfail)" if page in PENDING else ""))
     assert not problems, failure_message(page, problems)
 
 
