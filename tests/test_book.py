@@ -133,7 +133,7 @@ def _exercise_structure(nb):
     for cell in cells:
         text = "".join(cell["source"])
         if cell["cell_type"] == "markdown":
-            for label, body in re.findall(r":::\{exercise\}\n:label: (\S+)\n(.*?)\n:::", text, re.S):
+            for label, body in re.findall(r":::\{exercise\}[^\n]*\n:label: (\S+)\n(.*?)\n:::", text, re.S):
                 exercises[label] = body
             if m := re.search(r"\{solution-start\} (\S+)", text):
                 open_label = m.group(1)
