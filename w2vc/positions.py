@@ -102,7 +102,7 @@ def relative_shift(scores: torch.Tensor) -> torch.Tensor:
     return shifted[..., :T]                              # (B, H, T, T)
 
 
-# %% notebooks/04_positions.ipynb, cell 32
+# %% notebooks/04_positions.ipynb, cell 34
 def rotary_frequencies(dim: int, base: float = 10000) -> torch.Tensor:
     """Angular frequencies of rotary positions, one per channel pair of a head.
 
@@ -119,7 +119,7 @@ def rotary_frequencies(dim: int, base: float = 10000) -> torch.Tensor:
     return 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))     # (D/2,)
 
 
-# %% notebooks/04_positions.ipynb, cell 33
+# %% notebooks/04_positions.ipynb, cell 35
 class Wav2Vec2ConformerRotaryPositionalEmbedding(nn.Module):
     """Cosines and sines of the rotary angles ``t * theta_k`` for every frame ``t``.
 
@@ -150,7 +150,7 @@ class Wav2Vec2ConformerRotaryPositionalEmbedding(nn.Module):
         return torch.stack([angles.cos(), angles.sin()]).to(hidden_states.dtype)   # (2, T, D)
 
 
-# %% notebooks/04_positions.ipynb, cell 37
+# %% notebooks/04_positions.ipynb, cell 39
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     """``(x1, x2) -> (-x2, x1)`` on the two halves of the last dimension: a quarter turn of every pair.
 

@@ -48,7 +48,7 @@ def gumbel_softmax_straight_through(logits: torch.Tensor, tau: float,
     return y_hard - y_soft.detach() + y_soft, y_soft
 
 
-# %% notebooks/07_quantization.ipynb, cell 19
+# %% notebooks/07_quantization.ipynb, cell 21
 def codevector_perplexity(probs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Perplexity of the average code distribution, summed over the groups.
 
@@ -71,7 +71,7 @@ def codevector_perplexity(probs: torch.Tensor, mask: torch.Tensor | None = None)
     return entropy.exp().sum()
 
 
-# %% notebooks/07_quantization.ipynb, cell 23
+# %% notebooks/07_quantization.ipynb, cell 25
 class Wav2Vec2ConformerGumbelVectorQuantizer(nn.Module):
     """Product quantizer with G codebooks of V entries, picked by a straight-through Gumbel-softmax.
 
