@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bench"]:
         return _bench(argv[1:])
     args = build_parser().parse_args(argv)
-    if args.progress is None:
+    if getattr(args, "progress", False) is None:
         args.progress = sys.stderr.isatty()
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
