@@ -125,6 +125,17 @@ _EXPORTS = {
     "check_device": "recognizer",
     "check_dtype": "recognizer",
     "rms_db": "recognizer",
+    # chapter 12: after the course
+    "transcribe_files": "cli",
+    "finetune_ctc": "finetune",
+    "finetune_classify": "finetune",
+    "evaluate_classifier": "finetune",
+    "load_fairseq_checkpoint": "fairseq",
+    "convert_fairseq": "fairseq",
+    "read_fairseq_dictionary": "fairseq",
+    "export_onnx": "onnx_export",
+    "run_onnx": "onnx_export",
+    "check_onnx": "onnx_export",
     # chapter 10: utterance and frame classification
     "Wav2Vec2ConformerForSequenceClassification": "classification",
     "Wav2Vec2ConformerForAudioFrameClassification": "classification",

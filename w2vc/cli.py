@@ -1,3 +1,6 @@
+# GENERATED from notebooks/12_after_the_course.ipynb by tools/export.py: do not edit. Edit the notebook, then run `python tools/export.py`.
+
+# %% notebooks/12_after_the_course.ipynb, cell 6
 """The command line of w2vc: ``python -m w2vc COMMAND ...`` (chapter 12)."""
 from __future__ import annotations
 
@@ -7,84 +10,8 @@ import sys
 import warnings
 from pathlib import Path
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # the formats load_audio reads (w2vc.audio.AUDIO_SUFFIXES)
 
-
-def expand_inputs(inputs) -> list[tuple[str, str | None]]:
-    """Files and folders -> ``(path, error)`` for each audio file, in order; a folder gives its audio files
-    (sorted, sub-folders too). A path that does not exist, or a folder without audio, gives an error instead."""
-    out = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-            if not found:
-                out.append((str(path), f"the folder {str(path)!r} holds no audio files ({', '.join(AUDIO_SUFFIXES)})"))
-            out += [(str(p), None) for p in found]
-        elif not path.exists():
-            out.append((str(path), f"the file {str(path)!r} does not exist"))
-        else:
-            out.append((str(path), None))
-    return out
-
-
-def transcribe_files(inputs, model, processor=None, *, batch_size: int = 8, beam_width: int = 1,
-                     chunk_length_s: float | None = 20.0, stride_length_s: float | None = None, dtype="float32",
-                     silence_threshold_db: float | None = -60.0, device=None, progress: bool = False):
-    """Transcribe many files, one result per file, never stopping at a bad one.
-
-    Args:
-        inputs: audio files and folders (a folder stands for every audio file under it).
-        model: a recogniser folder, or a ``Wav2Vec2ConformerForCTC`` with its ``processor``.
-        batch_size, beam_width, chunk_length_s, stride_length_s, dtype, device: as for ``transcribe``.
-        silence_threshold_db: files quieter than this RMS level (dBFS) get ``text: ""`` and a ``warning``.
-        progress: a progress bar on stderr.
-
-    Yields:
-        One dict per file, in order: ``{"path", "text", "seconds", "error"}`` and, for silent files, a
-        ``"warning"``. ``text`` and ``seconds`` are None when ``error`` says what went wrong.
-    """
-    from tqdm.auto import tqdm
-
-    from w2vc.audio import check_waveform, load_audio
-    from w2vc.recognizer import check_dtype, load_recognizer, rms_db, transcribe
-
-    if isinstance(model, (str, Path)):
-        model, processor = load_recognizer(model, device=device)
-    check_dtype(dtype, model.device)
-    files = expand_inputs(inputs)
-    with tqdm(total=len(files), unit="file", desc="transcribe", disable=not progress, file=sys.stderr) as bar:
-        for begin in range(0, len(files), batch_size):
-            group, results, waves = files[begin:begin + batch_size], [], {}
-            for k, (path, error) in enumerate(group):
-                result = {"path": path, "text": None, "seconds": None, "error": error}
-                if error is None:
-                    try:
-                        wave = load_audio(path)
-                        result["seconds"] = len(wave) / 16000
-                        check_waveform(wave, name=f"the audio in {path!r}")
-                    except (OSError, ValueError, TypeError, RuntimeError) as problem:
-                        result["error"] = str(problem)
-                    else:
-                        level = rms_db(wave)
-                        if silence_threshold_db is not None and level < silence_threshold_db:
-                            result["text"] = ""
-                            result["warning"] = (f"silent: RMS level {level:.0f} dBFS is below {silence_threshold_db:g} "
-                                                 f"dBFS, so nothing was transcribed")
-                        else:
-                            waves[k] = wave
-                results.append(result)
-            if waves:
-                texts = transcribe([waves[k] for k in sorted(waves)], model, processor, batch_size=batch_size,
-                                   beam_width=beam_width, chunk_length_s=chunk_length_s, dtype=dtype,
-                                   stride_length_s=stride_length_s, silence_threshold_db=None, progress=False)
-                for k, text in zip(sorted(waves), texts):
-                    results[k]["text"] = text
-            for result in results:
-                bar.update(1)
-                yield result
-
-
+# %% notebooks/12_after_the_course.ipynb, cell 8
 class _Parser(argparse.ArgumentParser):
     """argparse, but a mistake is one line on stderr (and exit code 2), not the usage and a line."""
 
@@ -202,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# %% notebooks/12_after_the_course.ipynb, cell 10
 def _one_line(error) -> str:
     """An error message on one line, its advice in the command line's words rather than Python's."""
     text = " ".join(str(error).split())
@@ -312,3 +240,82 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         warnings.showwarning = previous
     return 2
+
+
+# %% notebooks/12_after_the_course.ipynb, cell 31
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # the formats load_audio reads (w2vc.audio.AUDIO_SUFFIXES)
+
+
+def expand_inputs(inputs) -> list[tuple[str, str | None]]:
+    """Files and folders -> ``(path, error)`` for each audio file, in order; a folder gives its audio files
+    (sorted, sub-folders too). A path that does not exist, or a folder without audio, gives an error instead."""
+    out = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                out.append((str(path), f"the folder {str(path)!r} holds no audio files ({', '.join(AUDIO_SUFFIXES)})"))
+            out += [(str(p), None) for p in found]
+        elif not path.exists():
+            out.append((str(path), f"the file {str(path)!r} does not exist"))
+        else:
+            out.append((str(path), None))
+    return out
+
+
+def transcribe_files(inputs, model, processor=None, *, batch_size: int = 8, beam_width: int = 1,
+                     chunk_length_s: float | None = 20.0, stride_length_s: float | None = None, dtype="float32",
+                     silence_threshold_db: float | None = -60.0, device=None, progress: bool = False):
+    """Transcribe many files, one result per file, never stopping at a bad one.
+
+    Args:
+        inputs: audio files and folders (a folder stands for every audio file under it).
+        model: a recogniser folder, or a ``Wav2Vec2ConformerForCTC`` with its ``processor``.
+        batch_size, beam_width, chunk_length_s, stride_length_s, dtype, device: as for ``transcribe``.
+        silence_threshold_db: files quieter than this RMS level (dBFS) get ``text: ""`` and a ``warning``.
+        progress: a progress bar on stderr.
+
+    Yields:
+        One dict per file, in order: ``{"path", "text", "seconds", "error"}`` and, for silent files, a
+        ``"warning"``. ``text`` and ``seconds`` are None when ``error`` says what went wrong.
+    """
+    from tqdm.auto import tqdm
+
+    from w2vc.audio import check_waveform, load_audio
+    from w2vc.recognizer import check_dtype, load_recognizer, rms_db, transcribe
+
+    if isinstance(model, (str, Path)):
+        model, processor = load_recognizer(model, device=device)
+    check_dtype(dtype, model.device)
+    files = expand_inputs(inputs)
+    with tqdm(total=len(files), unit="file", desc="transcribe", disable=not progress, file=sys.stderr) as bar:
+        for begin in range(0, len(files), batch_size):
+            group, results, waves = files[begin:begin + batch_size], [], {}
+            for k, (path, error) in enumerate(group):
+                result = {"path": path, "text": None, "seconds": None, "error": error}
+                if error is None:
+                    try:
+                        wave = load_audio(path)
+                        result["seconds"] = len(wave) / 16000
+                        check_waveform(wave, name=f"the audio in {path!r}")
+                    except (OSError, ValueError, TypeError, RuntimeError) as problem:
+                        result["error"] = str(problem)
+                    else:
+                        level = rms_db(wave)
+                        if silence_threshold_db is not None and level < silence_threshold_db:
+                            result["text"] = ""
+                            result["warning"] = (f"silent: RMS level {level:.0f} dBFS is below {silence_threshold_db:g} "
+                                                 f"dBFS, so nothing was transcribed")
+                        else:
+                            waves[k] = wave
+                results.append(result)
+            if waves:
+                texts = transcribe([waves[k] for k in sorted(waves)], model, processor, batch_size=batch_size,
+                                   beam_width=beam_width, chunk_length_s=chunk_length_s, dtype=dtype,
+                                   stride_length_s=stride_length_s, silence_threshold_db=None, progress=False)
+                for k, text in zip(sorted(waves), texts):
+                    results[k]["text"] = text
+            for result in results:
+                bar.update(1)
+                yield result

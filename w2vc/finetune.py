@@ -1,7 +1,11 @@
+# GENERATED from notebooks/12_after_the_course.ipynb by tools/export.py: do not edit. Edit the notebook, then run `python tools/export.py`.
+
+# %% notebooks/12_after_the_course.ipynb, cell 18
 """Fine-tuning on your own folders of audio, with chapter 8's training loop (chapter 12)."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -75,6 +79,7 @@ def _recipe(steps, batch_size, lr, warmup_steps, eval_every, out, seed, progress
                           checkpoint_every=eval_every, resume=True, progress=progress, seed=seed)
 
 
+# %% notebooks/12_after_the_course.ipynb, cell 20
 def finetune_ctc(train_dir, valid_dir, model, out, *, steps: int = 500, batch_size: int = 8, lr: float = 1e-3,
                  warmup_steps: int | None = None, eval_every: int | None = None, vocabulary: str = "auto",
                  freeze_feature_encoder: bool = True, mask_time_prob: float = 0.0, seed: int = 0, device=None,
@@ -131,10 +136,15 @@ def finetune_ctc(train_dir, valid_dir, model, out, *, steps: int = 500, batch_si
         Wav2Vec2ConformerConfig.from_pretrained(folder))
     processor = Wav2Vec2Processor(extractor, tokenizer)
     torch.manual_seed(seed)  # the new head's initial weights
-    recogniser = Wav2Vec2ConformerForCTC.from_pretrained(
-        folder, ignore_mismatched_sizes=not keep, vocab_size=tokenizer.vocab_size,
-        pad_token_id=tokenizer.pad_token_id, ctc_loss_reduction="mean", ctc_zero_infinity=True,
-        mask_time_prob=mask_time_prob, layerdrop=0.0)
+    with warnings.catch_warnings():  # "a new lm_head", "the pretraining head left out": expected here
+        warnings.simplefilter("ignore")
+        recogniser = Wav2Vec2ConformerForCTC.from_pretrained(
+            folder, ignore_mismatched_sizes=not keep, vocab_size=tokenizer.vocab_size,
+            pad_token_id=tokenizer.pad_token_id, ctc_loss_reduction="mean", ctc_zero_infinity=True,
+            mask_time_prob=mask_time_prob, layerdrop=0.0)
+    if log is not None:
+        log(f"{'the CTC head and vocabulary' if keep else f'a new CTC head over {tokenizer.vocab_size} symbols'} on "
+            f"the body of {folder}; {len(train_set)} training and {len(valid_set)} validation files")
     if freeze_feature_encoder:
         recogniser.freeze_feature_encoder()
     too_short = [u for u in train_set if ctc_min_frames(tokenizer.encode(u.text)) >
@@ -156,6 +166,7 @@ def finetune_ctc(train_dir, valid_dir, model, out, *, steps: int = 500, batch_si
                  eval_fn=keeper, device=device)
 
 
+# %% notebooks/12_after_the_course.ipynb, cell 22
 class _LabelledAudio:
     """An utterance of a class folder: its audio and its class id."""
 
@@ -218,6 +229,7 @@ def finetune_classify(train_dir, valid_dir, model, out, *, steps: int = 300, bat
     interrupted run. Arguments as for ``finetune_ctc``.
     """
     from w2vc.classification import Wav2Vec2ConformerForSequenceClassification
+    from w2vc.ctc_training import length_sorted_batches
     from w2vc.processor import feature_extractor_from_folder
     from w2vc.recognizer import check_device
 
@@ -231,9 +243,14 @@ def finetune_classify(train_dir, valid_dir, model, out, *, steps: int = 300, bat
     extractor = feature_extractor_from_folder(folder) or Wav2Vec2FeatureExtractor.for_model(
         Wav2Vec2ConformerConfig.from_pretrained(folder))
     torch.manual_seed(seed)
-    classifier = Wav2Vec2ConformerForSequenceClassification.from_pretrained(
-        folder, ignore_mismatched_sizes=True, num_labels=len(label2id),
-        id2label={i: c for c, i in label2id.items()}, label2id=label2id, mask_time_prob=0.0, layerdrop=0.0)
+    with warnings.catch_warnings():  # "a new classifier", "the pretraining head left out": expected here
+        warnings.simplefilter("ignore")
+        classifier = Wav2Vec2ConformerForSequenceClassification.from_pretrained(
+            folder, ignore_mismatched_sizes=True, num_labels=len(label2id),
+            id2label={i: c for c, i in label2id.items()}, label2id=label2id, mask_time_prob=0.0, layerdrop=0.0)
+    if log is not None:
+        log(f"a new classifier over {len(label2id)} classes {sorted(label2id)} on the body of {folder}; "
+            f"{len(train_items)} training and {len(valid_items)} validation files")
     if freeze_feature_encoder:
         classifier.freeze_feature_encoder()
     out = Path(out)
@@ -245,7 +262,6 @@ def finetune_classify(train_dir, valid_dir, model, out, *, steps: int = 300, bat
 
     keeper = _KeepBest(out, lambda m: evaluate_classifier(m, extractor, valid_items), save, "accuracy", True,
                        steps, log)
-    from w2vc.ctc_training import length_sorted_batches
     batches = length_sorted_batches(train_items, batch_size, _ClassifyCollator(extractor), seed=seed,
                                     length=lambda x: len(x.audio))
     return train(classifier, batches, lambda m, batch: {"loss": m(**batch).loss}, config, hooks=[keeper.hook],

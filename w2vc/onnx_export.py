@@ -1,3 +1,6 @@
+# GENERATED from notebooks/12_after_the_course.ipynb by tools/export.py: do not edit. Edit the notebook, then run `python tools/export.py`.
+
+# %% notebooks/12_after_the_course.ipynb, cell 56
 """Export a model folder to ONNX, and check the file with onnxruntime (chapter 12)."""
 from __future__ import annotations
 
@@ -99,6 +102,7 @@ def export_onnx(folder, path, *, opset: int = 18, example_seconds: float = 1.0) 
     return path
 
 
+# %% notebooks/12_after_the_course.ipynb, cell 58
 def run_onnx(path, input_values, attention_mask=None) -> np.ndarray:
     """Run an exported file with onnxruntime on the CPU; returns its one output as a NumPy array."""
     _require("onnxruntime")
