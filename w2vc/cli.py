@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-# %% notebooks/12_after_the_course.ipynb, cell 31
+# %% notebooks/12_after_the_course.ipynb, cell 32
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # the formats load_audio reads (w2vc.audio.AUDIO_SUFFIXES)
 
 

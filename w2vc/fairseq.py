@@ -1,6 +1,6 @@
 # GENERATED from notebooks/12_after_the_course.ipynb by tools/export.py: do not edit. Edit the notebook, then run `python tools/export.py`.
 
-# %% notebooks/12_after_the_course.ipynb, cell 41
+# %% notebooks/12_after_the_course.ipynb, cell 42
 """Convert fairseq's wav2vec 2.0 Conformer checkpoints into w2vc/transformers folders (chapter 12)."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from w2vc.config import Wav2Vec2ConformerConfig
 
 
-# %% notebooks/12_after_the_course.ipynb, cell 42
+# %% notebooks/12_after_the_course.ipynb, cell 43
 class _Stand:
     """Stands for one of omegaconf's classes while unpickling: keeps the pickled state as attributes."""
 
@@ -100,7 +100,7 @@ def load_fairseq_checkpoint(path) -> dict:
     return {key: (value if key == "model" else _plain(value)) for key, value in state.items()}
 
 
-# %% notebooks/12_after_the_course.ipynb, cell 44
+# %% notebooks/12_after_the_course.ipynb, cell 45
 def _conv_layers(spec: str) -> list[tuple[int, int, int]]:
     """Read fairseq's ``conv_feature_layers``, e.g. ``"[(512, 10, 5)] + [(512, 3, 2)] * 4"``, without ``eval``:
     only lists and tuples of whole numbers, ``+`` (concatenation) and ``* n`` (repetition) are accepted."""
@@ -202,7 +202,7 @@ def fairseq_config(checkpoint: dict, vocab_size: int | None = None) -> Wav2Vec2C
     return Wav2Vec2ConformerConfig(**settings)
 
 
-# %% notebooks/12_after_the_course.ipynb, cell 46
+# %% notebooks/12_after_the_course.ipynb, cell 47
 # fairseq's module names -> transformers' (and w2vc's), applied in order to each key
 _RENAMES = [
     (r"^feature_extractor\.conv_layers\.(\d+)\.0\.", r"feature_extractor.conv_layers.\1.conv."),
@@ -278,7 +278,7 @@ def read_fairseq_dictionary(path) -> dict[str, int]:
     return vocab
 
 
-# %% notebooks/12_after_the_course.ipynb, cell 48
+# %% notebooks/12_after_the_course.ipynb, cell 49
 def convert_fairseq(checkpoint, folder, dictionary=None) -> Path:
     """Convert a fairseq wav2vec 2.0 Conformer checkpoint (pretrained or CTC fine-tuned) into a folder.
 

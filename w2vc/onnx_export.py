@@ -1,6 +1,6 @@
 # GENERATED from notebooks/12_after_the_course.ipynb by tools/export.py: do not edit. Edit the notebook, then run `python tools/export.py`.
 
-# %% notebooks/12_after_the_course.ipynb, cell 56
+# %% notebooks/12_after_the_course.ipynb, cell 57
 """Export a model folder to ONNX, and check the file with onnxruntime (chapter 12)."""
 from __future__ import annotations
 
@@ -93,16 +93,23 @@ def export_onnx(folder, path, *, opset: int = 18, example_seconds: float = 1.0) 
     path.parent.mkdir(parents=True, exist_ok=True)
     import contextlib
     import io
+    import logging
     import warnings
 
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter's own progress
-        warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, example, str(path), dynamo=True, opset_version=opset, input_names=names,
-                          output_names=[output], dynamic_shapes=shapes, external_data=False)
+    exporter_log = logging.getLogger("torch.onnx")  # "torchvision is not installed", ...: not ours to show
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapper, example, str(path), dynamo=True, opset_version=opset, input_names=names,
+                              output_names=[output], dynamic_shapes=shapes, external_data=False)
+    finally:
+        exporter_log.setLevel(level)
     return path
 
 
-# %% notebooks/12_after_the_course.ipynb, cell 58
+# %% notebooks/12_after_the_course.ipynb, cell 59
 def run_onnx(path, input_values, attention_mask=None) -> np.ndarray:
     """Run an exported file with onnxruntime on the CPU; returns its one output as a NumPy array."""
     _require("onnxruntime")
