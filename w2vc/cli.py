@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -195,6 +196,8 @@ def _run_training(args, which: str) -> int:
                                         **kwargs)
     else:
         history = finetune.finetune_classify(args.train, args.valid, args.model, args.out, **kwargs)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, process 0 reports
+        return 0
     state = json.loads((Path(args.out) / "trainer_state.json").read_text())
     print(f"best {state['metric']} {state['best']:.1%} at step {state['step']} of {state['steps']}; "
           f"model in {args.out} (last loss {history.last('loss'):.3f})")

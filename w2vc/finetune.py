@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -68,6 +69,11 @@ class _KeepBest:
         return metrics
 
 
+def _main_process_log(log):
+    """``log`` in process 0 only: under torchrun every process runs the same code, one of them reports."""
+    return log if int(os.environ.get("RANK", "0")) == 0 else None
+
+
 def _recipe(steps, batch_size, lr, warmup_steps, eval_every, out, seed, progress) -> TrainingConfig:
     for label, value in (("steps", steps), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -114,6 +120,7 @@ def finetune_ctc(train_dir, valid_dir, model, out, *, steps: int = 500, batch_si
     from w2vc.tokenizer import CTCTokenizer
 
     folder = check_model_folder(model)
+    log = _main_process_log(log)
     if vocabulary not in ("auto", "build", "keep"):
         raise ValueError(f"vocabulary: expected 'auto', 'build' or 'keep', got {vocabulary!r}")
     device = check_device(device)
@@ -234,6 +241,7 @@ def finetune_classify(train_dir, valid_dir, model, out, *, steps: int = 300, bat
     from w2vc.recognizer import check_device
 
     folder = check_model_folder(model)
+    log = _main_process_log(log)
     device = check_device(device)
     train_items, label2id = _class_items(read_data_folder(train_dir, "train"), "train")
     valid_items, _ = _class_items(read_data_folder(valid_dir, "valid"), "valid", label2id)
