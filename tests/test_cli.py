@@ -217,3 +217,15 @@ def test_bench_forwards_or_says_it_is_missing(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "w2vc.bench", fake)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "w2vc.bench" else real(name, *a))
     assert main(["bench", "--quick", "-n", "3"]) == 0 and seen == [["--quick", "-n", "3"]]
+
+
+def test_transcribe_files_in_python(model_folder, audio):
+    from w2vc import transcribe_files
+    (audio / "zero.wav").write_bytes(b"")
+    rows = list(transcribe_files([audio / "calls", audio / "zero.wav", audio / "gone.flac"], model=model_folder,
+                                 device="cpu", batch_size=2))
+    assert [Path(r["path"]).name for r in rows] == ["a.wav", "b.flac", "zero.wav", "gone.flac"]
+    assert [r["error"] is None for r in rows] == [True, True, False, False]
+    assert [r["text"] for r in rows[:2]] == transcribe([audio / "calls" / "a.wav", audio / "calls" / "b.flac"],
+                                                       model=model_folder, device="cpu")
+    assert rows[2]["seconds"] is None and "is empty (0 bytes)" in rows[2]["error"]
