@@ -121,6 +121,10 @@ def test_load_audio_errors(tmp_path):
         load_audio(tmp_path / "bad.wav")
     with pytest.raises(IsADirectoryError, match="is a folder, not an audio file; use w2vc.data.load_folder"):
         load_audio(tmp_path)
+    (tmp_path / "zero.wav").write_bytes(b"")  # a file that was never written: 0 bytes, not even a header
+    with pytest.raises(ValueError, match=r"audio file '.*zero.wav' is empty \(0 bytes\): nothing was recorded or "
+                                         r"copied into it; record or copy it again"):
+        load_audio(tmp_path / "zero.wav")
     soundfile.write(tmp_path / "empty.wav", np.zeros(0, np.int16), SAMPLING_RATE)
     with pytest.raises(ValueError, match=r"the audio in 'empty.wav' is empty"):
         load_audio(tmp_path / "empty.wav")

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from w2vc.ctc import (char_error_rate, ctc_beam_search_decode, ctc_forced_align, ctc_greedy_decode,
-                      ctc_min_frames, ctc_prefix_beam_search, edit_distance, word_error_rate)
+from w2vc import (char_error_rate, ctc_beam_search_decode, ctc_forced_align, ctc_greedy_decode,
+                  ctc_min_frames, ctc_prefix_beam_search, edit_distance, word_error_rate)
 
 
 def _collapse(path, blank=0):
@@ -212,7 +212,7 @@ def _padded_problem(seed=0, B=4, T=30, V=9, U=8):
 @pytest.mark.parametrize("reduction", ["sum", "mean", "none"])
 def test_ctc_loss_matches_transformers(reduction):
     from transformers.loss.loss_ctc import ForCTCLoss
-    from w2vc.ctc import ctc_loss
+    from w2vc import ctc_loss
     logits, labels, frames = _padded_problem()
     ours = ctc_loss(logits, labels, frames, blank_id=0, reduction=reduction)
     theirs = ForCTCLoss(logits, labels, frames, blank_token_id=0, reduction=reduction)
@@ -224,7 +224,7 @@ def test_ctc_loss_matches_transformers(reduction):
 
 def test_ctc_loss_gradient_matches_transformers():
     from transformers.loss.loss_ctc import ForCTCLoss
-    from w2vc.ctc import ctc_loss
+    from w2vc import ctc_loss
     logits, labels, frames = _padded_problem(seed=3)
     a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
     ctc_loss(a, labels, frames, reduction="mean").backward()
@@ -234,7 +234,7 @@ def test_ctc_loss_gradient_matches_transformers():
 
 def test_ctc_loss_labels_longer_than_the_frames():
     from transformers.loss.loss_ctc import ForCTCLoss
-    from w2vc.ctc import ctc_loss
+    from w2vc import ctc_loss
     logits, labels, frames = _padded_problem()
     frames = frames.clone()
     frames[3] = 4  # item 3 has 4 labels: fits exactly (no repeats)...
@@ -258,7 +258,7 @@ def test_ctc_loss_labels_longer_than_the_frames():
 
 
 def test_ctc_loss_errors():
-    from w2vc.ctc import ctc_loss
+    from w2vc import ctc_loss
     logits, labels, frames = _padded_problem()
     with pytest.raises(ValueError, match=r"labels: ids must be in \[0, vocab_size=9\) or -100 for padding, got \[9\]"):
         ctc_loss(logits, labels.masked_fill(labels == 3, 9), frames)
@@ -428,13 +428,13 @@ def test_head_errors():
 
 def _toy_processor():
     from w2vc.audio import Wav2Vec2FeatureExtractor
-    from w2vc.ctc import CTCTokenizer, Wav2Vec2Processor
+    from w2vc import CTCTokenizer, Wav2Vec2Processor
     tok = CTCTokenizer.from_texts(["go left", "three two one", "stop"])
     return Wav2Vec2Processor(Wav2Vec2FeatureExtractor(return_attention_mask=True), tok)
 
 
 def test_length_sorted_batches_group_neighbours_and_cover_an_epoch():
-    from w2vc.ctc import length_sorted_batches
+    from w2vc import length_sorted_batches
     items = [list(range(n)) for n in random.Random(0).sample(range(1, 200), 50)]
     batches = length_sorted_batches(items, 8, lambda xs, gen: [len(x) for x in xs], seed=3)
     lengths = sorted(len(x) for x in items)
@@ -456,7 +456,7 @@ def test_length_sorted_batches_group_neighbours_and_cover_an_epoch():
 
 
 def test_collator_makes_a_padded_training_batch():
-    from w2vc.ctc import CTCCollator
+    from w2vc import CTCCollator
     processor = _toy_processor()
     waves = [torch.randn(n, generator=torch.Generator().manual_seed(n)).numpy() for n in (4000, 2500)]
 
@@ -475,7 +475,7 @@ def test_collator_makes_a_padded_training_batch():
 
 def test_training_step_and_evaluation_run_on_a_tiny_model():
     from helpers import w2vc_config
-    from w2vc.ctc import CTCCollator, ctc_training_step, evaluate_recognizer
+    from w2vc import CTCCollator, ctc_training_step, evaluate_recognizer
     processor = _toy_processor()
     torch.manual_seed(0)
     model = Wav2Vec2ConformerForCTC(w2vc_config(vocab_size=processor.tokenizer.vocab_size,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from w2vc.ctc import CTCTokenizer, Wav2Vec2CTCTokenizer
+from w2vc import CTCTokenizer, Wav2Vec2CTCTokenizer
 
 transformers = pytest.importorskip("transformers")
 

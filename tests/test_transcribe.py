@@ -1,10 +1,7 @@
-"""w2vc.ctc.transcribe and `python -m w2vc transcribe` (chapter 9), on recognisers written by transformers
-and by w2vc."""
+"""w2vc.recognizer: load_recognizer and transcribe (chapter 9), on recognisers written by transformers and by w2vc.
+The command line around them is tested in test_cli.py (chapter 12)."""
 import functools
 import json
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -15,12 +12,12 @@ import torch
 
 from helpers import hf_config, w2vc_config
 from w2vc.audio import Wav2Vec2FeatureExtractor
-from w2vc.ctc import (CTCTokenizer, Wav2Vec2ConformerForCTC, Wav2Vec2Processor, chunk_windows, frame_logits,
-                      load_recognizer, transcribe)
+from w2vc import (CTCTokenizer, Wav2Vec2ConformerForCTC, Wav2Vec2Processor, chunk_windows, frame_logits,
+                  load_recognizer, transcribe)
+from w2vc import recognizer
 
 transformers = pytest.importorskip("transformers")
 
-ROOT = Path(__file__).resolve().parent.parent
 ENGLISH = ["<pad>", "<s>", "</s>", "<unk>", "|"] + list("ETAONIHSRDLUMWCFGYPBVKXJQZ'")
 
 
@@ -216,8 +213,15 @@ def test_folder_without_vocabulary(hf_folder, tmp_path):
 
 
 def test_folder_errors(hf_folder, w2vc_folder, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"model: expected a checkpoint folder, got .*nowhere.*, which is not a folder"):
+    with pytest.raises(FileNotFoundError, match=r"model: the folder '.*nowhere' does not exist; pass a recogniser's folder"):
         load_recognizer(tmp_path / "nowhere")
+    with pytest.raises(NotADirectoryError, match=r"model: expected a checkpoint folder, got the file '.*config.json'"):
+        load_recognizer(hf_folder / "config.json")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "vocab.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"model: .*notes is not a model folder: it has no config.json and no "
+                                                r"weights \(model.safetensors or pytorch_model.bin\)"):
+        load_recognizer(tmp_path / "notes")
     # a pretrained body without a CTC head
     body = tmp_path / "body"
     torch.manual_seed(0)
@@ -267,33 +271,87 @@ def test_audio_errors(hf_folder, tmp_path):
         transcribe(tmp_path / "missing.wav", model=hf_folder)
 
 
-# ---------------------------------------------------------------- the command line
-
-def _cli(*args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "w2vc", *map(str, args)], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=300)
-
-
-@pytest.mark.parametrize("which", ["hf", "w2vc"])
-def test_command_line(which, hf_folder, w2vc_folder, tmp_path):
-    folder = hf_folder if which == "hf" else w2vc_folder
-    waves = _waves([16000, 7000], seed=9)
-    paths = [tmp_path / "one.wav", tmp_path / "two.flac"]
-    for path, wave in zip(paths, waves):
-        soundfile.write(path, wave, 16000)
-    result = _cli("transcribe", *paths, "--model", folder, "--device", "cpu")
-    assert result.returncode == 0, result.stderr
-    expected = transcribe(paths, model=folder, device="cpu")
-    assert result.stdout.splitlines() == [f"{p}\t{t}" for p, t in zip(paths, expected)]
-    assert "transcribe" in result.stderr  # the progress bar, on stderr, for more than one file
+def test_short_audio_errors_name_the_file(hf_folder, tmp_path):
+    soundfile.write(tmp_path / "short.wav", np.full(100, 0.1, dtype=np.float32), 16000)
+    with pytest.raises(ValueError, match=r"the audio in '.*short.wav' has 100 samples, fewer than the 400"):
+        transcribe(tmp_path / "short.wav", model=hf_folder, device="cpu")
+    with pytest.raises(ValueError, match=r"audio_or_paths\[1\] has 100 samples, fewer than the 400"):
+        transcribe([_waves([4000])[0], np.full(100, 0.1, dtype=np.float32)], model=hf_folder, device="cpu")
 
 
-def test_command_line_errors(hf_folder, tmp_path):
-    soundfile.write(tmp_path / "a.wav", _waves([8000])[0], 16000)
-    result = _cli("transcribe", tmp_path / "a.wav", "--model", tmp_path)
-    assert result.returncode == 2 and "error: model: the folder" in result.stderr and "vocab.json" in result.stderr
-    result = _cli("transcribe", tmp_path / "a.wav")
-    assert result.returncode == 2 and "--model" in result.stderr
-    result = _cli()
-    assert result.returncode == 2 and "transcribe" in result.stderr
+@pytest.mark.parametrize("name,value", [("batch_size", 0), ("beam_width", 0), ("batch_size", 2.5),
+                                        ("beam_width", -3), ("chunk_length_s", 0.0)])
+def test_settings_must_be_positive(hf_folder, name, value):
+    with pytest.raises(ValueError, match=rf"{name}: expected (a whole number of at least 1|a number above 0)"):
+        transcribe(_waves([4000])[0], model=hf_folder, device="cpu", **{name: value})
+
+
+def test_device_errors(hf_folder, monkeypatch):
+    with pytest.raises(ValueError, match=r"device: expected a device such as 'cpu' or 'cuda', got 'gpu'"):
+        transcribe(_waves([4000])[0], model=hf_folder, device="gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device: 'cuda' asks for a CUDA GPU, but this PyTorch sees none .*"
+                                         r"use device='cpu'"):
+        transcribe(_waves([4000])[0], model=hf_folder, device="cuda")
+
+
+# ---------------------------------------------------------------- silence
+
+@pytest.mark.parametrize("kind", ["zeros", "hiss"])
+def test_silence_gives_an_empty_transcript_and_a_warning(hf_folder, tmp_path, kind):
+    """3 s of digital silence, or of noise at -80 dBFS: nothing to transcribe (run anyway, chapter 9's recogniser says 'se')."""
+    wave = np.zeros(48000, dtype=np.float32) if kind == "zeros" else (1e-4 * _waves([48000], seed=1)[0] / 0.1)
+    soundfile.write(tmp_path / "quiet.wav", wave, 16000, subtype="FLOAT")
+    with pytest.warns(UserWarning, match=r"'.*quiet.wav' is silent \(RMS level (-inf|-80) dBFS, below "
+                                         r"silence_threshold_db=-60\): its transcript is empty"):
+        assert transcribe(tmp_path / "quiet.wav", model=hf_folder, device="cpu") == ""
+    loud = _waves([16000], seed=2)[0]
+    with pytest.warns(UserWarning, match=r"audio_or_paths\[0\] is silent"):
+        texts = transcribe([wave, loud], model=hf_folder, device="cpu")
+    assert texts[0] == "" and texts[1] == transcribe(loud, model=hf_folder, device="cpu") != ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        anyway = transcribe(wave, model=hf_folder, device="cpu", silence_threshold_db=None)
+    assert anyway == _hf_transcribe(hf_folder, wave)[0]  # the model's own answer, as transformers gives it
+
+
+def test_rms_db():
+    assert recognizer.rms_db(np.zeros(10)) == -np.inf
+    assert abs(recognizer.rms_db(np.ones(10)) - 0.0) < 1e-9
+    assert abs(recognizer.rms_db(np.full(10, 0.001)) + 60.0) < 1e-9
+
+
+# ---------------------------------------------------------------- bfloat16
+
+def test_bfloat16_close_to_float32(hf_folder, monkeypatch):
+    monkeypatch.setattr(recognizer, "_bf16_supported", lambda device: True)
+    model, processor = load_recognizer(hf_folder, device="cpu")
+    wave = _waves([16000], seed=3)[0]
+    full = frame_logits(model, processor, [wave])[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = frame_logits(model, processor, [wave])[0]
+    assert half.dtype == torch.float32 and half.shape == full.shape
+    assert 0 < (half - full).abs().max() < 0.1 * full.abs().max()  # bf16 keeps 8 bits of mantissa: close, not equal
+    waves = _waves([16000, 9000], seed=3)
+    assert transcribe(waves, model, processor, dtype="bfloat16") == transcribe(waves, model, processor,
+                                                                               dtype=torch.bfloat16)
+
+
+def test_bfloat16_refused_where_it_is_not_native(hf_folder, monkeypatch):
+    monkeypatch.setattr(recognizer, "_bf16_supported", lambda device: False)
+    with pytest.raises(ValueError, match=r"dtype: bfloat16 asked for, but this CPU has no native bfloat16 arithmetic "
+                                         r".* use dtype='float32'"):
+        transcribe(_waves([4000])[0], model=hf_folder, device="cpu", dtype="bfloat16")
+    with pytest.raises(ValueError, match=r"dtype: expected 'float32' or 'bfloat16', got 'float16'"):
+        transcribe(_waves([4000])[0], model=hf_folder, device="cpu", dtype="float16")
+
+
+def test_bf16_probe_on_this_machine():
+    """The probe answers with a bool for the CPU; on x86 it is the AVX512-BF16/AMX flag."""
+    import platform
+    answer = recognizer._bf16_supported(torch.device("cpu"))
+    assert isinstance(answer, bool)
+    if platform.machine() == "x86_64":
+        flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+        if flags:
+            assert answer == (" avx512_bf16" in flags or " amx_tile" in flags)

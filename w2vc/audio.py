@@ -131,6 +131,9 @@ def load_audio(path: str | Path, sampling_rate: int = SAMPLING_RATE, mono: bool 
         raise FileNotFoundError(f"audio file '{path}' does not exist")
     if not path.is_file():
         raise IsADirectoryError(f"'{path}' is a folder, not an audio file; use w2vc.data.load_folder for folders")
+    if path.stat().st_size == 0:
+        raise ValueError(f"audio file '{path}' is empty (0 bytes): nothing was recorded or copied into it; "
+                         "record or copy it again")
     try:
         data, file_rate = soundfile.read(path, dtype="float32", always_2d=True)  # (L, C)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
