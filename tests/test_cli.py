@@ -219,6 +219,28 @@ def test_bench_forwards_or_says_it_is_missing(capsys, monkeypatch):
     assert main(["bench", "--quick", "-n", "3"]) == 0 and seen == [["--quick", "-n", "3"]]
 
 
+def test_ctrl_c_while_transcribing(capsys, model_folder, audio, monkeypatch, tmp_path):
+    """Ctrl-C in transcribe: one line, exit code 130; the lines written before it stay in --output."""
+    from w2vc import cli
+    real = cli.transcribe_files
+
+    def stopped_after_one(*args, **kwargs):
+        for i, row in enumerate(real(*args, **kwargs)):
+            if i == 1:
+                raise KeyboardInterrupt
+            yield row
+
+    monkeypatch.setattr(cli, "transcribe_files", stopped_after_one)
+    output = tmp_path / "out.jsonl"
+    code, out, err = run(capsys, "transcribe", audio / "calls", "--model", model_folder, "--device", "cpu",
+                         "--output", output)
+    assert code == 130 and len(out.splitlines()) == 1
+    assert one_line(err) == f"python -m w2vc transcribe: interrupted; the files transcribed before it are in {output}"
+    assert [Path(json.loads(line)["path"]).name for line in output.read_text().splitlines()] == ["a.wav"]
+    code, out, err = run(capsys, "transcribe", audio / "calls", "--model", model_folder, "--device", "cpu")
+    assert code == 130 and one_line(err) == "python -m w2vc transcribe: interrupted"
+
+
 def test_transcribe_files_in_python(model_folder, audio):
     from w2vc import transcribe_files
     (audio / "zero.wav").write_bytes(b"")

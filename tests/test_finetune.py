@@ -121,6 +121,41 @@ def test_resume_after_an_interruption(data, tmp_path, monkeypatch):
         json.loads((tmp_path / "resumed" / "trainer_state.json").read_text())  # the same best model kept
 
 
+def test_ctrl_c_is_one_line_and_the_same_command_resumes(capsys, data, tmp_path, monkeypatch):
+    """Ctrl-C during finetune-ctc: one line that names the checkpoint and exit code 130, no traceback; the same
+    command again says where it resumes; once more, that the run is complete."""
+    args = ["finetune-ctc", "--train", data / "train", "--valid", data / "valid", "--model", data / "body",
+            "--out", tmp_path / "run", "--steps", 6, "--eval-every", 2, "--batch-size", 4]
+    real_train = finetune.train
+
+    def interrupted_at(at):
+        def fake(*a, hooks=(), **kw):
+            def stop(step, model):
+                if step == at:
+                    raise KeyboardInterrupt
+            return real_train(*a, hooks=[*hooks, stop], **kw)
+        return fake
+
+    monkeypatch.setattr(finetune, "train", interrupted_at(1))  # before the first evaluation (step 2)
+    code, out, err = _train(capsys, *args)
+    assert code == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == ("python -m w2vc finetune-ctc: interrupted; no evaluation had finished, so "
+                                            "nothing was kept: run the same command again to start over")
+    monkeypatch.setattr(finetune, "train", interrupted_at(3))  # after the evaluation and checkpoint of step 2
+    code, out, err = _train(capsys, *args)
+    checkpoint = tmp_path / "run" / "checkpoint" / "last.pt"
+    assert code == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"python -m w2vc finetune-ctc: interrupted; run the same command again to "
+                                            f"go on from the last evaluation ({checkpoint})")
+    monkeypatch.setattr(finetune, "train", real_train)
+    code, out, err = _train(capsys, *args)
+    assert code == 0 and f"resuming from {checkpoint} (step 2 of 6)" in err.splitlines()
+    assert [line.split(":")[0] for line in err.splitlines() if line.startswith("step")] == ["step 4/6", "step 6/6"]
+    code, out, err = _train(capsys, *args)
+    assert code == 0 and f"{checkpoint} is at step 6 of 6: the run is complete" in err.splitlines()
+    assert not [line for line in err.splitlines() if line.startswith("step")]
+
+
 def test_training_errors(capsys, data, tmp_path):
     def error(*args):
         code, out, err = _train(capsys, *args)

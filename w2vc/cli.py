@@ -204,8 +204,21 @@ def _run_training(args, which: str) -> int:
     return 0
 
 
+def _after_interrupt(args) -> str:
+    """What a command stopped with Ctrl-C leaves behind, and how to go on."""
+    if args.command in ("finetune-ctc", "finetune-classify"):
+        checkpoint = Path(args.out) / "checkpoint" / "last.pt"
+        if checkpoint.is_file():
+            return f"; run the same command again to go on from the last evaluation ({checkpoint})"
+        return "; no evaluation had finished, so nothing was kept: run the same command again to start over"
+    if args.command == "transcribe" and args.output:
+        return f"; the files transcribed before it are in {args.output}"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0: done; 2: a usage error, or a file or model that failed).
+    """Run the command line; returns the exit code (0: done; 2: a usage error, or a file or model that failed;
+    130: stopped with Ctrl-C).
 
     Every error a user can cause is one line on stderr that says what was wrong and what to do.
     """
@@ -240,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, TypeError, RuntimeError, ModuleNotFoundError, AssertionError) as error:
         print(f"python -m w2vc {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: not a mistake, but it gets one line too, and the shell's code for it
+        print(f"python -m w2vc {args.command}: interrupted{_after_interrupt(args)}", file=sys.stderr)
+        return 130
     finally:
         warnings.showwarning = previous
     return 2

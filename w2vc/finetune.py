@@ -50,6 +50,11 @@ class _KeepBest:
         self.higher, self.steps, self.log, self.step = higher_is_better, steps, log, 0
         record = out / "trainer_state.json"  # what an interrupted run had kept
         self.best = json.loads(record.read_text())["best"] if record.is_file() else None
+        checkpoint = out / "checkpoint" / "last.pt"  # train() resumes from it: say so, and from which step
+        if checkpoint.is_file() and log is not None:
+            done = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=False)["step"]  # reads no weights
+            log(f"resuming from {checkpoint} (step {done} of {steps})" if done < steps else
+                f"{checkpoint} is at step {done} of {steps}: the run is complete")
 
     def hook(self, step: int, model) -> None:  # called before each step: remember which one
         self.step = step + 1
