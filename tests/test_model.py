@@ -5,6 +5,7 @@ transformers' model is built with random weights, perturbed so that every parame
 and the other way round. Outputs are compared in eval mode in float32: max abs difference <= 1e-5 for small
 configurations, <= 1e-4 for a 24-layer 1024-wide one.
 """
+import dataclasses
 import gc
 import json
 import os
@@ -228,6 +229,27 @@ def test_large_24_layer_1024_wide_model_matches(tmp_path):
         got = ours(x, attention_mask=mask, output_hidden_states=True, output_attentions=True)
     assert len(got.hidden_states) == 25 and len(got.attentions) == 24
     assert_same_outputs(got, want, ATOL_LARGE, "large-rope")
+
+
+HAS_ATTN_IMPLEMENTATION = "attn_implementation" in {f.name for f in dataclasses.fields(Wav2Vec2ConformerConfig)}
+
+
+@pytest.mark.skipif(not HAS_ATTN_IMPLEMENTATION, reason="needs the config field attn_implementation "
+                                                        "(chapter 2, issue 10's attention backends)")
+@pytest.mark.parametrize("pos", ["relative", "rotary", None])
+def test_from_pretrained_chooses_the_attention_code(hf_folders, pos):
+    theirs, folder = hf_folders((pos, "layer", False))
+    x, mask = audio_batch(BATCHES["padded"], seed=1)
+    with torch.no_grad():
+        want = theirs(x, attention_mask=mask).last_hidden_state
+    for name in ("eager", "sdpa"):
+        ours = Wav2Vec2ConformerModel.from_pretrained(folder, attn_implementation=name)
+        assert ours.config.attn_implementation == name
+        with torch.no_grad():
+            assert max_diff(ours(x, attention_mask=mask).last_hidden_state, want) <= ATOL, name
+    assert Wav2Vec2ConformerModel.from_pretrained(folder).config.attn_implementation == "sdpa"
+    with pytest.raises(ValueError, match=r"attn_implementation: expected one of \['sdpa', 'eager'\].*got 'flash'"):
+        Wav2Vec2ConformerModel.from_pretrained(folder, attn_implementation="flash")
 
 
 # ---- heads: the base class that later chapters subclass ---------------------------------------------------

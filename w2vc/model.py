@@ -285,7 +285,8 @@ class Wav2Vec2ConformerPreTrainedModel(nn.Module):
                 ``*.index.json`` forms).
             ignore_mismatched_sizes: re-initialise weights whose shape differs (e.g. a new vocabulary for a
                 CTC head) with a warning, instead of raising.
-            **config_overrides: replace config entries, e.g. ``mask_time_prob=0.0`` or ``layerdrop=0.0``.
+            **config_overrides: replace config entries, e.g. ``mask_time_prob=0.0``, ``layerdrop=0.0``, or
+                ``attn_implementation="eager"`` to choose the attention code (chapters 5 and 13).
 
         Returns:
             The model, in eval mode (call ``.train()`` to fine-tune).
