@@ -597,11 +597,12 @@ def _own_memory(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _assign_checkpoint(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
     """Make the checkpoint's tensors the parameters and buffers of a model whose parameters are on ``meta``.
 
-    Tensors whose dtype differs from the model's are converted (the only copies made); parameters shared by
+    Tensors whose dtype differs from the model's, or that are not on the CPU, are converted (the only copies
+    made: the model is built on the CPU, like one built from random weights); parameters shared by
     several modules stay shared; parameters the checkpoint does not give get fresh, uninitialised memory.
     """
     own = model.state_dict(keep_vars=True)
-    tensors = _own_memory({k: v if v.dtype == own[k].dtype else v.to(own[k].dtype) for k, v in state_dict.items()})
+    tensors = _own_memory({k: v.to(device="cpu", dtype=own[k].dtype) for k, v in state_dict.items()})  # no-op mostly
     shared: dict[int, list[str]] = {}
     for key, param in model.named_parameters(remove_duplicate=False):
         shared.setdefault(id(param), []).append(key)
