@@ -230,3 +230,14 @@ def test_mask_without_masked_spec_embed_is_rejected():
     config = w2vc_config(mask_time_prob=0.0, mask_feature_prob=0.0)
     with pytest.raises(ValueError, match="mask_time_indices were given but the model has no masked_spec_embed"):
         apply_spec_augment(torch.randn(2, 40, 32), None, config, mask_time_indices=torch.ones(2, 40, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("mask_prob, mask_length, min_masks", [(0.65, 10, 2), (0.05, 10, 2), (0.5, 5, 0), (1.0, 3, 4)])
+def test_span_counts_of_a_tensor_of_lengths_equal_the_counts_one_by_one(mask_prob, mask_length, min_masks):
+    T = 60
+    lengths = torch.arange(0, T + 1)
+    for eps in torch.rand(20, generator=torch.Generator().manual_seed(0)):
+        got = num_masked_spans(lengths, T, mask_prob, mask_length, min_masks, eps)
+        assert got.dtype == torch.long
+        assert got.tolist() == [num_masked_spans(n, T, mask_prob, mask_length, min_masks, eps.item())
+                                for n in range(T + 1)]

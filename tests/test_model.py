@@ -5,8 +5,12 @@ transformers' model is built with random weights, perturbed so that every parame
 and the other way round. Outputs are compared in eval mode in float32: max abs difference <= 1e-5 for small
 configurations, <= 1e-4 for a 24-layer 1024-wide one.
 """
+import dataclasses
 import gc
 import json
+import os
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -22,7 +26,9 @@ from w2vc.model import (
     Wav2Vec2ConformerModel,
     Wav2Vec2ConformerPreTrainedModel,
     match_checkpoint_keys,
+    parameters_on_meta,
     read_state_dict,
+    skip_weight_init,
 )
 
 HFModel = transformers.Wav2Vec2ConformerModel
@@ -225,6 +231,27 @@ def test_large_24_layer_1024_wide_model_matches(tmp_path):
     assert_same_outputs(got, want, ATOL_LARGE, "large-rope")
 
 
+HAS_ATTN_IMPLEMENTATION = "attn_implementation" in {f.name for f in dataclasses.fields(Wav2Vec2ConformerConfig)}
+
+
+@pytest.mark.skipif(not HAS_ATTN_IMPLEMENTATION, reason="needs the config field attn_implementation "
+                                                        "(chapter 2, issue 10's attention backends)")
+@pytest.mark.parametrize("pos", ["relative", "rotary", None])
+def test_from_pretrained_chooses_the_attention_code(hf_folders, pos):
+    theirs, folder = hf_folders((pos, "layer", False))
+    x, mask = audio_batch(BATCHES["padded"], seed=1)
+    with torch.no_grad():
+        want = theirs(x, attention_mask=mask).last_hidden_state
+    for name in ("eager", "sdpa"):
+        ours = Wav2Vec2ConformerModel.from_pretrained(folder, attn_implementation=name)
+        assert ours.config.attn_implementation == name
+        with torch.no_grad():
+            assert max_diff(ours(x, attention_mask=mask).last_hidden_state, want) <= ATOL, name
+    assert Wav2Vec2ConformerModel.from_pretrained(folder).config.attn_implementation == "sdpa"
+    with pytest.raises(ValueError, match=r"attn_implementation: expected one of \['sdpa', 'eager'\].*got 'flash'"):
+        Wav2Vec2ConformerModel.from_pretrained(folder, attn_implementation="flash")
+
+
 # ---- heads: the base class that later chapters subclass ---------------------------------------------------
 
 class TinyHead(Wav2Vec2ConformerPreTrainedModel):
@@ -372,6 +399,162 @@ def test_freeze_and_gradient_checkpointing():
     assert model.num_parameters(only_trainable=True) < model.num_parameters()
 
 
+# ---- loading without a second copy ----------------------------------------------------------------------------
+
+def _mapped_ranges(path) -> list[tuple[int, int]]:
+    """Address ranges of this process that map ``path`` (from /proc/self/maps)."""
+    ranges = []
+    for line in open("/proc/self/maps"):
+        if line.rstrip().endswith(str(path)):
+            start, stop = (int(x, 16) for x in line.split()[0].split("-"))
+            ranges.append((start, stop))
+    return ranges
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc/self/maps (Linux)")
+@pytest.mark.parametrize("safe", [True, False])
+def test_loaded_parameters_are_the_mapped_file_itself(tmp_path, safe):
+    torch.manual_seed(0)
+    perturb(Wav2Vec2ConformerModel(w2vc_config(position_embeddings_type="relative"))).save_pretrained(
+        tmp_path, safe_serialization=safe)
+    loaded = Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+    ranges = _mapped_ranges(tmp_path / ("model.safetensors" if safe else "pytorch_model.bin"))
+    assert ranges
+    outside = [n for n, p in loaded.named_parameters()
+               if not any(a <= p.data_ptr() and p.data_ptr() + p.numel() * p.element_size() <= b for a, b in ranges)]
+    assert outside == []
+    assert not any(t.is_meta for t in loaded.state_dict().values())
+
+
+def test_loading_allocates_no_second_copy_of_the_weights(tmp_path):
+    torch.manual_seed(0)
+    Wav2Vec2ConformerModel(w2vc_config()).save_pretrained(tmp_path / "small")
+    config = w2vc_config(hidden_size=256, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=4,
+                         position_embeddings_type="rotary")
+    Wav2Vec2ConformerModel(config).save_pretrained(tmp_path / "large")
+    size = (tmp_path / "large" / "model.safetensors").stat().st_size       # about 39 MB
+    child = ("import torch, w2vc\n"
+             "def anon(): return int(dict(l.split(':', 1) for l in open('/proc/self/status'))['RssAnon'].split()[0]) * 1024\n"
+             f"w2vc.Wav2Vec2ConformerModel.from_pretrained({str(tmp_path / 'small')!r})  # imports what loading needs\n"
+             f"before = anon(); w2vc.Wav2Vec2ConformerModel.from_pretrained({str(tmp_path / 'large')!r}); "
+             "print(anon() - before)")
+    grown = int(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout)
+    # the process's own (anonymous) memory: a model built with random weights, or a copy of the file, would add
+    # at least the size of the weights; the mapped file's pages are the page cache's, shared, not the process's
+    assert grown < 0.1 * size, (grown, size)
+
+
+def test_writing_to_a_loaded_model_changes_neither_the_file_nor_a_second_load(tmp_path):
+    torch.manual_seed(0)
+    model = perturb(Wav2Vec2ConformerModel(w2vc_config(layerdrop=0.0))).eval()
+    model.save_pretrained(tmp_path)
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    first = Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+    second = Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+    with torch.no_grad():
+        for p in first.parameters():
+            p.add_(1.0)
+    assert all(torch.equal(v, saved[k]) for k, v in second.state_dict().items())
+    assert all(torch.equal(v, saved[k]) for k, v in read_state_dict(tmp_path).items())
+    # a model saved over the file it was loaded from: the new file holds its weights, and it keeps them
+    changed = {k: v.clone() for k, v in first.state_dict().items()}
+    first.save_pretrained(tmp_path)
+    assert all(torch.equal(v, changed[k]) for k, v in first.state_dict().items())
+    assert all(torch.equal(v, changed[k]) for k, v in read_state_dict(tmp_path).items())
+    assert all(torch.equal(v, saved[k]) for k, v in second.state_dict().items())
+    x, mask = audio_batch(BATCHES["padded"])
+    first.train()
+    first(x, attention_mask=mask).last_hidden_state.square().mean().backward()   # trains: gradients everywhere
+    assert [n for n, p in first.named_parameters() if p.grad is None] == [
+        n for n, _ in first.named_parameters() if n.startswith("encoder.pos_conv_embed.")]   # never applied
+
+
+def test_checkpoint_in_half_precision_loads_as_float32(tmp_path):
+    torch.manual_seed(0)
+    model = perturb(Wav2Vec2ConformerModel(w2vc_config()))
+    model.config.save_pretrained(tmp_path)
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    save_file(half, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    loaded = Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+    for key, value in loaded.state_dict().items():
+        assert value.dtype == model.state_dict()[key].dtype, key
+        assert torch.equal(value, half[key].to(value.dtype)), key
+
+
+def test_legacy_pytorch_model_bin_and_views_of_one_storage(tmp_path):
+    torch.manual_seed(0)
+    model = perturb(Wav2Vec2ConformerModel(w2vc_config())).eval()
+    state = dict(model.state_dict())
+    q, k = "encoder.layers.0.self_attn.linear_q.weight", "encoder.layers.0.self_attn.linear_k.weight"
+    state[k] = state[q]                                            # one storage behind two keys
+    model.config.save_pretrained(tmp_path)
+    torch.save(state, tmp_path / "pytorch_model.bin", _use_new_zipfile_serialization=False)   # not mappable
+    loaded = Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+    a, b = loaded.get_parameter(q), loaded.get_parameter(k)
+    assert torch.equal(a, state[q]) and torch.equal(b, state[q])
+    with torch.no_grad():
+        a.add_(1.0)
+    assert torch.equal(b, state[q])                                # two parameters, not one memory
+    torch.save(state, tmp_path / "pytorch_model.bin")              # the zip format, memory-mapped
+    again = Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+    with torch.no_grad():
+        again.get_parameter(q).add_(1.0)
+    assert torch.equal(again.get_parameter(k), state[q])
+
+
+class TiedHead(TinyHead):
+    """A head whose second classifier shares the first one's weight (as tied embeddings do)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.tied = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.tied.weight = self.classifier.weight
+        self.post_init()
+
+
+@pytest.mark.parametrize("keys", ["both", "first", "second"])
+def test_tied_parameters_stay_tied(keys):
+    torch.manual_seed(0)
+    config = w2vc_config(num_labels=3)
+    head = perturb(TiedHead(config))
+    state = head.state_dict()
+    assert torch.equal(state["tied.weight"], state["classifier.weight"])
+    drop = {"both": (), "first": ("tied.weight",), "second": ("classifier.weight",)}[keys]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # given under one name, the weight is not new
+        loaded = TiedHead.from_state_dict(config, {k: v.clone() for k, v in state.items() if k not in drop})
+    assert loaded.tied.weight is loaded.classifier.weight
+    assert torch.equal(loaded.classifier.weight, head.classifier.weight)
+
+
+def test_from_state_dict_takes_the_tensors_over():
+    torch.manual_seed(0)
+    model = Wav2Vec2ConformerModel(w2vc_config())
+    state = model.state_dict()
+    taken = Wav2Vec2ConformerModel.from_state_dict(model.config, state)
+    copied = Wav2Vec2ConformerModel.from_state_dict(model.config, {k: v.clone() for k, v in state.items()})
+    key = "encoder.layers.0.ffn1.output_dense.weight"
+    assert taken.get_parameter(key).data_ptr() == model.get_parameter(key).data_ptr()
+    assert copied.get_parameter(key).data_ptr() != model.get_parameter(key).data_ptr()
+    assert torch.equal(copied.get_parameter(key), model.get_parameter(key))
+
+
+def test_parameters_on_meta_keeps_buffers_and_restores_register_parameter():
+    register = nn.Module.register_parameter
+    with skip_weight_init(), parameters_on_meta():
+        model = Wav2Vec2ConformerModel(w2vc_config(position_embeddings_type="rotary"))
+    assert nn.Module.register_parameter is register
+    assert all(p.is_meta for p in model.parameters())
+    fresh = Wav2Vec2ConformerModel(w2vc_config(position_embeddings_type="rotary"))
+    for (name, buffer), (_, want) in zip(model.named_buffers(), fresh.named_buffers()):
+        assert not buffer.is_meta and torch.equal(buffer, want), name
+    with pytest.raises(ZeroDivisionError):
+        with parameters_on_meta():
+            1 / 0
+    assert nn.Module.register_parameter is register
+    assert not nn.Linear(2, 2).weight.is_meta
+
+
 # ---- bad input -----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -404,15 +587,64 @@ def test_bool_attention_mask_works_like_integers(small_model):
     assert torch.equal(a, b)
 
 
-def test_folder_without_config_json(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no config.json found at"):
+MODEL_FOLDER = r"A model folder holds config.json and the weights \(model.safetensors, pytorch_model.bin"
+
+
+def test_folder_that_does_not_exist(tmp_path):
+    with pytest.raises(FileNotFoundError, match=rf"folder: 'nope' does not exist; pass the path of a model folder. "
+                                                rf"{MODEL_FOLDER}"):
+        Wav2Vec2ConformerModel.from_pretrained("nope")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Wav2Vec2ConformerModel.from_pretrained(tmp_path / "missing")
+
+
+def test_file_given_as_the_folder(tmp_path):
+    path = w2vc_config().save_pretrained(tmp_path)              # config.json itself
+    with pytest.raises(NotADirectoryError, match=rf"expected a model folder, got the file '.*config.json'; pass the "
+                                                 rf"folder that holds it. {MODEL_FOLDER}"):
+        Wav2Vec2ConformerModel.from_pretrained(path)
+
+
+def test_folder_that_is_not_a_model_says_what_is_missing_and_what_it_holds(tmp_path):
+    with pytest.raises(FileNotFoundError, match=rf"is not a model folder: it has no config.json and no weights file "
+                                                rf"\(it holds nothing\). {MODEL_FOLDER}"):
+        Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+    for i in range(8):
+        (tmp_path / f"clip{i}.wav").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"no config.json and no weights file \(it holds clip0.wav, clip1.wav, "
+                                                r"clip2.wav, clip3.wav, clip4.wav, clip5.wav and 2 more\)"):
         Wav2Vec2ConformerModel.from_pretrained(tmp_path)
 
 
 def test_folder_without_weights(tmp_path):
     w2vc_config().save_pretrained(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"no weights found in .*: expected one of \['model.safetensors'"):
+    with pytest.raises(FileNotFoundError, match=rf"is not a model folder: it has no weights file \(it holds "
+                                                rf"config.json\). {MODEL_FOLDER}"):
         Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no weights found in .*: expected one of \['model.safetensors'"):
+        read_state_dict(tmp_path)
+
+
+def test_folder_without_config_json(tmp_path):
+    torch.manual_seed(0)
+    Wav2Vec2ConformerModel(w2vc_config()).save_pretrained(tmp_path)
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"it has no config.json \(it holds model.safetensors\)"):
+        Wav2Vec2ConformerModel.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+@pytest.mark.parametrize("safe", [True, False])
+def test_weights_file_has_the_permissions_of_the_other_files(tmp_path, umask, safe):
+    torch.manual_seed(0)
+    model = Wav2Vec2ConformerModel(w2vc_config())
+    old = os.umask(umask)
+    try:
+        model.save_pretrained(tmp_path, safe_serialization=safe)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"config.json": 0o666 & ~umask, ("model.safetensors" if safe else "pytorch_model.bin"): 0o666 & ~umask}
 
 
 def test_checkpoint_whose_shapes_do_not_match_the_config(tmp_path):

@@ -12,8 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from w2vc.training import (History, TrainingConfig, init_distributed, load_checkpoint, lr_factor,
-                           sharded_batches, train, unwrap)
+import w2vc.training
+from w2vc.training import (History, TrainingConfig, cpu_supports_bf16, init_distributed, load_checkpoint, lr_factor,
+                           make_optimizer, sharded_batches, train, unwrap)
 
 N_ITEMS, BATCH, STEPS = 24, 8, 5
 
@@ -142,6 +143,63 @@ def test_logged_loss_is_the_mean_over_the_items_of_the_batch():
     expected = (expected["loss"] / expected["num_items"]).item()
     history = train(model, batches, _step, TrainingConfig(steps=1, lr=0.05, progress=False))
     assert history[0]["loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_optimizer_updates_all_parameters_at_once_with_the_numbers_of_the_loop():
+    config = _config()
+    assert make_optimizer(_model(), config).defaults["foreach"] is True
+    looped = _model()
+    plain = torch.optim.AdamW([{"params": [p for p in looped.parameters() if p.ndim >= 2], "weight_decay": 0.01},
+                               {"params": [p for p in looped.parameters() if p.ndim < 2], "weight_decay": 0.0}],
+                              lr=config.lr, betas=config.betas, eps=config.eps, foreach=False)
+    train(looped, sharded_batches(_items(), BATCH, _collate, seed=3), _step, config, optimizer=plain)
+    model, _ = _run()
+    for a, b in zip(model.parameters(), looped.parameters()):
+        assert torch.equal(a, b)
+
+
+def _autocast_seen(**kw):
+    seen = []
+
+    def step(model, batch):
+        seen.append((torch.is_autocast_enabled("cpu"), model(batch["x"]).dtype))
+        return _step(model, batch)
+
+    train(_model(), sharded_batches(_items(), BATCH, _collate, seed=3), step, _config(**kw), device="cpu")
+    return set(seen)
+
+
+def test_bf16_on_cpu_is_off_by_default_and_autocasts_when_asked(monkeypatch):
+    assert _autocast_seen() == {(False, torch.float32)}
+    monkeypatch.setattr(w2vc.training, "cpu_supports_bf16", lambda: True)
+    assert _autocast_seen(bf16_on_cpu=True) == {(True, torch.bfloat16)}
+    assert _autocast_seen(bf16=False) == {(False, torch.float32)}       # bf16 is the GPU's switch
+
+
+def test_bf16_on_cpu_without_bf16_instructions_is_refused(monkeypatch):
+    monkeypatch.setattr(w2vc.training, "cpu_supports_bf16", lambda: False)
+    with pytest.raises(ValueError, match=r"TrainingConfig.bf16_on_cpu=True asks for bfloat16 on a CPU without "
+                                         r"bfloat16 instructions .*Set bf16_on_cpu=False to train in float32"):
+        train(_model(), sharded_batches(_items(), BATCH, _collate, seed=3), _step, _config(bf16_on_cpu=True),
+              device="cpu")
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the CPU's flags from /proc/cpuinfo (Linux)")
+def test_cpu_supports_bf16_follows_the_cpu_flags():
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    assert cpu_supports_bf16() == bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no bfloat16 instructions")
+def test_bf16_on_cpu_trains():
+    model = _model()
+    history = train(model, sharded_batches(_items(), BATCH, _collate, seed=3), _step,
+                    _config(bf16_on_cpu=True), device="cpu")
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert all(p.dtype == torch.float32 for p in model.parameters())   # autocast: the weights stay float32
 
 
 def test_history_last_names_the_missing_key():

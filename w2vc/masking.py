@@ -11,21 +11,26 @@ import torch
 from w2vc.config import Wav2Vec2ConformerConfig
 
 
-def num_masked_spans(length: int, padded_length: int, mask_prob: float, mask_length: int,
-                     min_masks: int, epsilon: float) -> int:
+def num_masked_spans(length, padded_length: int, mask_prob: float, mask_length: int,
+                     min_masks: int, epsilon):
     """How many spans to mask in an utterance of ``length`` frames, padded to ``padded_length``.
 
     Args:
-        length: frames of the utterance, ``L``.
+        length: frames of the utterance, ``L``: an ``int``, or an integer tensor ``(B,)`` of them.
         padded_length: frames of the padded batch, ``T >= L``.
         mask_prob: the share of frames masked if spans never overlapped.
         mask_length: frames per span, ``M``.
         min_masks: the least number of spans.
-        epsilon: a number in ``[0, 1)`` for probabilistic rounding.
+        epsilon: a number in ``[0, 1)`` for probabilistic rounding (a float, or a 0-dim tensor).
 
     Returns:
-        The number of spans, an ``int`` in ``[0, L - M + 1]``.
+        The number of spans in ``[0, L - M + 1]``: an ``int``, or a long tensor ``(B,)`` for tensor lengths.
     """
+    if isinstance(length, torch.Tensor):   # the same rules, elementwise, computed in float64 like Python's floats
+        n = torch.floor(mask_prob * length.double() / mask_length + epsilon).long()      # (B,)
+        n = n.clamp(min=min_masks)
+        n = torch.where(n * mask_length > padded_length, padded_length // mask_length, n)
+        return torch.minimum(n, (length - mask_length + 1).clamp(min=0))
     n = int(mask_prob * length / mask_length + epsilon)
     n = max(n, min_masks)
     if n * mask_length > padded_length:
@@ -34,6 +39,12 @@ def num_masked_spans(length: int, padded_length: int, mask_prob: float, mask_len
 
 
 # %% notebooks/03_masking.ipynb, cell 10
+def _uniform(shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
+    """U(0, 1) numbers from ``generator``, or from the global one (then with the plain call: under torch.compile
+    ``rand``'s generator form does not take sizes that vary from call to call)."""
+    return torch.rand(shape) if generator is None else torch.rand(shape, generator=generator)
+
+
 def compute_mask_indices(
     shape: tuple[int, int],
     mask_prob: float,
@@ -70,15 +81,15 @@ def compute_mask_indices(
             raise ValueError(f"attention_mask must have shape {(batch, length)} like the masked axis, "
                              f"got {tuple(attention_mask.shape)}")
         device = attention_mask.device if device is None else device
-        lengths = attention_mask.detach().long().sum(-1).cpu().tolist()
+        lengths = attention_mask.detach().long().sum(-1).cpu()   # (B,)
     else:
-        lengths = [length] * batch
-    epsilon = torch.rand((), generator=generator).item()       # one rounding offset for the batch
-    spans = torch.tensor([num_masked_spans(n, length, mask_prob, mask_length, min_masks, epsilon)
-                          for n in lengths])                    # (B,)
-    starts_allowed = torch.tensor(lengths)[:, None] - mask_length + 1      # (B, 1)
-    scores = torch.rand(batch, length, generator=generator)    # (B, T), in [0, 1)
-    scores[torch.arange(length)[None, :] >= starts_allowed] = -1.0          # starts that would leave the utterance
+        lengths = torch.full((batch,), length)                   # (B,)
+    # everything stays a tensor (no .item(), no Python loop over the batch): torch.compile traces it whole
+    epsilon = _uniform((), generator=generator)                # one rounding offset for the batch
+    spans = num_masked_spans(lengths, length, mask_prob, mask_length, min_masks, epsilon)   # (B,)
+    starts_allowed = lengths[:, None] - mask_length + 1        # (B, 1)
+    scores = _uniform((batch, length), generator=generator)    # (B, T), in [0, 1)
+    scores = scores.masked_fill(torch.arange(length)[None, :] >= starts_allowed, -1.0)  # starts leaving the utterance
     rank = scores.argsort(dim=1, descending=True).argsort(dim=1)           # (B, T): 0 for the largest score
     starts = rank < spans[:, None]                             # (B, T): the n largest valid scores start spans
     mask = torch.zeros(batch, length, dtype=torch.bool)
@@ -128,7 +139,9 @@ def _as_time_mask(mask_time_indices, batch: int, length: int, device) -> torch.T
                          f"got {tuple(mask.shape)}; compute it for the feature encoder's output length "
                          "(w2vc.features.feature_output_lengths)")
     if mask.dtype != torch.bool:
-        if mask.is_floating_point() or not bool(((mask == 0) | (mask == 1)).all()):
+        # the values are checked when running eagerly; under torch.compile that check would stop the graph
+        if mask.is_floating_point() or (not torch.compiler.is_compiling()
+                                        and not bool(((mask == 0) | (mask == 1)).all())):
             raise ValueError(f"mask_time_indices must be a bool (or 0/1 integer) mask, got dtype {mask.dtype}")
         mask = mask.bool()
     return mask

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,8 @@ class Wav2Vec2ConformerAdapter(nn.Module):
             hidden_states = self.proj_layer_norm(self.proj(hidden_states))   # (B, T, C')
         x = hidden_states.transpose(1, 2)                   # (B, C', T)
         for layer in self.layers:
-            if not self.training or torch.rand([]).item() >= self.layerdrop:
+            skip = self.training and self.layerdrop > 0 and torch.rand([]) < self.layerdrop   # LayerDrop
+            if not skip:
                 x = layer(x)                                # (B, C', T') about half as long
         return x.transpose(1, 2)                            # (B, T', C')
 
@@ -101,6 +103,32 @@ class skip_weight_init:
 
     def __exit__(self, *exc):
         _INIT_WEIGHTS.pop()
+
+
+class parameters_on_meta:
+    """Context manager: modules built inside put their *parameters* on PyTorch's ``meta`` device (a shape and a
+    dtype, no memory) and keep their *buffers* as they compute them (rotary frequencies, the relative position
+    table, BatchNorm's statistics).
+
+    ``from_pretrained`` builds a model so and then hands it the checkpoint's own tensors
+    (``load_state_dict(assign=True)``): the weights exist once, never a random copy first. It works by wrapping
+    ``nn.Module.register_parameter`` while the block runs (so, like any such switch, not while another thread
+    builds modules).
+    """
+
+    def __enter__(self):
+        self._register = register = nn.Module.register_parameter
+
+        def register_on_meta(module, name, param):
+            if param is not None and not param.is_meta:
+                param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+            register(module, name, param)
+
+        nn.Module.register_parameter = register_on_meta
+        return self
+
+    def __exit__(self, *exc):
+        nn.Module.register_parameter = self._register
 
 
 class Wav2Vec2ConformerPreTrainedModel(nn.Module):
@@ -249,19 +277,46 @@ class Wav2Vec2ConformerPreTrainedModel(nn.Module):
     def from_pretrained(cls, folder: str | Path, ignore_mismatched_sizes: bool = False, **config_overrides):
         """Build a model from a folder with ``config.json`` and weights, written by w2vc or transformers.
 
+        The weights are memory-mapped and become the model's parameters as they are: loading allocates no
+        second copy (see ``from_state_dict``).
+
         Args:
             folder: holds ``config.json`` and ``model.safetensors`` or ``pytorch_model.bin`` (or their sharded
                 ``*.index.json`` forms).
             ignore_mismatched_sizes: re-initialise weights whose shape differs (e.g. a new vocabulary for a
                 CTC head) with a warning, instead of raising.
-            **config_overrides: replace config entries, e.g. ``mask_time_prob=0.0`` or ``layerdrop=0.0``.
+            **config_overrides: replace config entries, e.g. ``mask_time_prob=0.0``, ``layerdrop=0.0``, or
+                ``attn_implementation="eager"`` to choose the attention code (chapters 5 and 13).
 
         Returns:
             The model, in eval mode (call ``.train()`` to fine-tune).
         """
+        folder = check_model_folder(folder)
         config = Wav2Vec2ConformerConfig.from_pretrained(folder, **config_overrides)
-        state_dict = read_state_dict(folder)
-        with skip_weight_init():                         # the checkpoint overwrites the weights: save the time
+        return cls.from_state_dict(config, read_state_dict(folder), ignore_mismatched_sizes=ignore_mismatched_sizes)
+
+    @classmethod
+    def from_state_dict(cls, config: Wav2Vec2ConformerConfig, state_dict: dict[str, torch.Tensor],
+                        ignore_mismatched_sizes: bool = False):
+        """Build a model around a checkpoint's tensors, without making weights of its own first.
+
+        The model is built with its parameters on the ``meta`` device (``parameters_on_meta``) and without
+        initialisation (``skip_weight_init``); the checkpoint's tensors then *become* its parameters (converted
+        only where the dtype differs). Parameters the checkpoint does not give (a new head, a re-initialised
+        mismatched weight, ``masked_spec_embed``) are made and initialised with ``_init_weights``. The tensors
+        are taken over, not copied: a model built from another model's ``state_dict()`` shares its memory (pass
+        ``{k: v.clone() for k, v in state_dict.items()}`` for a copy).
+
+        Args:
+            config: the model's configuration.
+            state_dict: ``{key: tensor}`` in any key form ``match_checkpoint_keys`` accepts (e.g. from
+                ``read_state_dict``).
+            ignore_mismatched_sizes: as for ``from_pretrained``.
+
+        Returns:
+            The model, in eval mode.
+        """
+        with skip_weight_init(), parameters_on_meta():
             model = cls(config)
         model.load_checkpoint_state_dict(state_dict, ignore_mismatched_sizes=ignore_mismatched_sizes,
                                          init_the_rest=True)
@@ -272,7 +327,9 @@ class Wav2Vec2ConformerPreTrainedModel(nn.Module):
         """Load a checkpoint's weights, converting key forms; see ``match_checkpoint_keys``.
 
         With ``init_the_rest``, modules holding weights the checkpoint did not give (a new head) are
-        initialised with ``_init_weights`` (for models built inside ``skip_weight_init()``).
+        initialised with ``_init_weights`` (for models built inside ``skip_weight_init()``). A model whose
+        parameters are on the ``meta`` device (built inside ``parameters_on_meta()``) takes the checkpoint's
+        tensors themselves; any other model copies them into its own.
         """
         load_checkpoint_into(self, state_dict, ignore_mismatched_sizes=ignore_mismatched_sizes,
                              init_the_rest=init_the_rest)
@@ -304,7 +361,9 @@ class Wav2Vec2ConformerModel(Wav2Vec2ConformerPreTrainedModel):
             raise ValueError(f"attention_mask must have the shape of input_values (batch, samples) = "
                              f"{tuple(input_values.shape)}, got {tuple(attention_mask.shape)}; give one flag per "
                              "sample (1 real, 0 padding), as the feature extractor returns it")
-        if attention_mask.dtype != torch.bool and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+        # the values are checked when running eagerly; under torch.compile that check would stop the graph
+        if (attention_mask.dtype != torch.bool and not torch.compiler.is_compiling()
+                and not bool(((attention_mask == 0) | (attention_mask == 1)).all())):
             raise ValueError("attention_mask must hold only 0 and 1 (or False and True), "
                              f"got values {attention_mask.unique()[:5].tolist()}")
         return attention_mask.to(input_values.device)
@@ -353,20 +412,56 @@ class Wav2Vec2ConformerModel(Wav2Vec2ConformerPreTrainedModel):
 # %% notebooks/06_model.ipynb, cell 30
 WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+MODEL_FOLDER = ("A model folder holds config.json and the weights (model.safetensors, pytorch_model.bin, or shards "
+                "with an *.index.json), as save_pretrained of w2vc or transformers writes them.")
+
+
+def check_model_folder(folder: str | Path) -> Path:
+    """Return ``folder`` as a ``Path`` if it holds ``config.json`` and weights; else say what is wrong.
+
+    Raises:
+        FileNotFoundError: the folder does not exist, or lacks ``config.json`` or the weights (the message
+            names the missing files and what the folder holds instead).
+        NotADirectoryError: ``folder`` is a file.
+    """
+    path = Path(folder)
+    if not path.exists():
+        raise FileNotFoundError(f"folder: {str(folder)!r} does not exist; pass the path of a model folder. "
+                                f"{MODEL_FOLDER}")
+    if not path.is_dir():
+        raise NotADirectoryError(f"folder: expected a model folder, got the file {str(folder)!r}; pass the folder "
+                                 f"that holds it. {MODEL_FOLDER}")
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any((path / name).is_file() for name in WEIGHTS_FILES + INDEX_FILES):
+        missing.append("weights file")
+    if missing:
+        names = sorted(p.name for p in path.iterdir())
+        held = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "") if names else "nothing"
+        raise FileNotFoundError(f"folder: {str(folder)!r} is not a model folder: it has no {' and no '.join(missing)} "
+                                f"(it holds {held}). {MODEL_FOLDER}")
+    return path
 
 
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of one weights file, memory-mapped: pages are read when first used, and writing to a tensor
+    changes this process's copy of the page, never the file."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+        return load_file(str(path))                                   # memory-mapped by safetensors
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:                                              # the legacy (pre-zip) format cannot be mapped
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def read_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
     """Read the weights of a model folder: ``model.safetensors``, ``pytorch_model.bin`` or a sharded index.
 
     Returns:
-        ``{key: tensor}`` on the CPU, keys as stored.
+        ``{key: tensor}`` on the CPU, keys as stored, memory-mapped from the files (no copy is made until a
+        tensor is written to).
     """
     folder = Path(folder)
     for name in WEIGHTS_FILES:
@@ -383,16 +478,24 @@ def read_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
 
 
 def save_model_folder(model: nn.Module, folder: str | Path, safe_serialization: bool = True) -> Path:
-    """Write ``config.json`` (naming the model class in ``architectures``) and the weights."""
+    """Write ``config.json`` (naming the model class in ``architectures``) and the weights.
+
+    The weights file gets the permissions of ``config.json`` (which follow the umask), and it is written to a
+    temporary name and then renamed: a model memory-mapped from the old file keeps reading the old file.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.config.save_pretrained(folder, architectures=[type(model).__name__])
+    config_path = model.config.save_pretrained(folder, architectures=[type(model).__name__])
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path = folder / ("model.safetensors" if safe_serialization else "pytorch_model.bin")
+    temporary = path.with_name(f".{path.name}.tmp")
     if safe_serialization:
         from safetensors.torch import save_file
-        save_file(state_dict, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        save_file(state_dict, str(temporary), metadata={"format": "pt"})
     else:
-        torch.save(state_dict, folder / "pytorch_model.bin")
+        torch.save(state_dict, temporary)
+    os.chmod(temporary, config_path.stat().st_mode & 0o777)   # safetensors writes 0600 whatever the umask
+    os.replace(temporary, path)
     return folder
 
 
@@ -460,10 +563,15 @@ def match_checkpoint_keys(model: Wav2Vec2ConformerPreTrainedModel,
     def optional(key):
         return any(key == s or key.endswith("." + s) for s in model._optional_keys)
 
+    tied: dict[str, list[str]] = {}                              # key -> every key of the same parameter
+    for key, param in model.named_parameters(remove_duplicate=False):
+        tied.setdefault(id(param), []).append(key)
+    tied = {key: keys for keys in tied.values() for key in keys}
     missing, new_head, skipped = [], [], []
     for key in own:
         if key not in renamed:
-            (skipped if optional(key) else missing if in_body(key) else new_head).append(key)
+            given = any(k in renamed for k in tied.get(key, ()))   # a shared parameter, given under another name
+            (skipped if optional(key) or given else missing if in_body(key) else new_head).append(key)
     unexpected = []
     for key in list(renamed):
         if key not in wanted:
@@ -473,11 +581,57 @@ def match_checkpoint_keys(model: Wav2Vec2ConformerPreTrainedModel,
     return CheckpointMatch(renamed, missing, unexpected, new_head, unused, skipped, mismatched)
 
 
+def _own_memory(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Copy the tensors whose memory overlaps an earlier one's (views of one storage in a ``.bin`` file), so
+    that parameters taking them over stay independent."""
+    spans = sorted((v.data_ptr(), v.data_ptr() + v.numel() * v.element_size(), k)
+                   for k, v in state_dict.items() if v.numel())
+    out, end = dict(state_dict), 0
+    for start, stop, key in spans:
+        if start < end:
+            out[key] = state_dict[key].clone()
+        end = max(end, stop)
+    return out
+
+
+def _assign_checkpoint(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+    """Make the checkpoint's tensors the parameters and buffers of a model whose parameters are on ``meta``.
+
+    Tensors whose dtype differs from the model's, or that are not on the CPU, are converted (the only copies
+    made: the model is built on the CPU, like one built from random weights); parameters shared by
+    several modules stay shared; parameters the checkpoint does not give get fresh, uninitialised memory.
+    """
+    own = model.state_dict(keep_vars=True)
+    tensors = _own_memory({k: v.to(device="cpu", dtype=own[k].dtype) for k, v in state_dict.items()})  # no-op mostly
+    shared: dict[int, list[str]] = {}
+    for key, param in model.named_parameters(remove_duplicate=False):
+        shared.setdefault(id(param), []).append(key)
+    model.load_state_dict(tensors, strict=False, assign=True)
+    made: dict[int, nn.Parameter] = {}
+    for module in model.modules():                       # what the checkpoint did not give: real memory
+        for key, param in module._parameters.items():
+            if param is not None and param.is_meta:
+                if id(param) not in made:
+                    made[id(param)] = nn.Parameter(torch.empty_like(param, device="cpu"),
+                                                   requires_grad=param.requires_grad)
+                module._parameters[key] = made[id(param)]
+    for keys in shared.values():                         # assign=True replaced each name on its own: re-tie
+        if len(keys) > 1:
+            first = model.get_parameter(next((k for k in keys if k in tensors), keys[0]))   # a loaded one
+            for key in keys:
+                owner, _, leaf = key.rpartition(".")
+                model.get_submodule(owner)._parameters[leaf] = first
+
+
 def load_checkpoint_into(model: Wav2Vec2ConformerPreTrainedModel, state_dict: dict[str, torch.Tensor],
                          ignore_mismatched_sizes: bool = False, init_the_rest: bool = False) -> CheckpointMatch:
     """Load ``state_dict`` into ``model`` after ``match_checkpoint_keys``; raise on missing, unexpected or
     mis-shaped body weights, warn about new or unused head weights. With ``init_the_rest``, initialise every
-    module that owns a parameter the checkpoint did not give."""
+    module that owns a parameter the checkpoint did not give.
+
+    A model whose parameters are on the ``meta`` device takes the checkpoint's tensors themselves (no copy);
+    any other model copies them into its own parameters.
+    """
     match = match_checkpoint_keys(model, state_dict)
     name = type(model).__name__
     if match.missing or match.unexpected:
@@ -494,12 +648,14 @@ def load_checkpoint_into(model: Wav2Vec2ConformerPreTrainedModel, state_dict: di
         warnings.warn(f"re-initialised weights whose shapes differ from the checkpoint: {lines}", stacklevel=3)
         for key, _, _ in match.mismatched:
             del match.state_dict[key]
-    model.load_state_dict(match.state_dict, strict=False)
+    if any(p.is_meta for p in model.parameters()):
+        _assign_checkpoint(model, match.state_dict)
+    else:
+        model.load_state_dict(match.state_dict, strict=False)
     if init_the_rest:
-        not_loaded = {name for name, _ in model.named_parameters()} - set(match.state_dict)
-        for prefix, module in model.named_modules():
-            names = {f"{prefix}.{n}" if prefix else n for n, _ in module.named_parameters(recurse=False)}
-            if names & not_loaded:
+        given = {id(p) for key, p in model.named_parameters(remove_duplicate=False) if key in match.state_dict}
+        for module in model.modules():
+            if any(id(p) not in given for p in module.parameters(recurse=False)):
                 model._init_weights(module)
     if match.new_head:
         warnings.warn(f"{name}: these weights are not in the checkpoint and were newly initialised (train them "

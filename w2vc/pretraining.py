@@ -123,9 +123,11 @@ def pretraining_losses(logits: torch.Tensor, mask_time_indices: torch.Tensor, co
     Returns:
         ``(loss, contrastive_loss, diversity_loss)``, scalars.
     """
-    masked = logits[mask_time_indices].float()                                     # (M, 1 + K)
-    target = torch.zeros(masked.shape[0], dtype=torch.long, device=masked.device)  # the positive is column 0
-    contrastive = F.cross_entropy(masked, target, reduction="sum")
+    B, T, _ = logits.shape
+    # the positive is column 0; frames that are not masked get the ignored target -100. (Picking the masked rows
+    # with logits[mask] gives the same gradients, but a shape that depends on the data: torch.compile stops there.)
+    target = torch.where(mask_time_indices.bool(), 0, -100).reshape(B * T)           # (B*T,)
+    contrastive = F.cross_entropy(logits.reshape(B * T, -1).float(), target, ignore_index=-100, reduction="sum")
     diversity = (num_codevectors - codevector_perplexity) / num_codevectors * mask_time_indices.sum()
     return contrastive + diversity_loss_weight * diversity, contrastive, diversity
 
