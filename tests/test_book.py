@@ -211,6 +211,9 @@ PROSE_NUMBERS = [
      r"In our run: ([\d.]+)% at step 400, after (\d+)% at step 100[^,]*, (\d+)% at step 200 and (\d+)% at step\s+300",
      r"best cer ([\d.]+)% at step 400 of 400.*\n(?:.*\n)*?.*step 100/400: cer ([\d.]+)%.*\n.*step 200/400: cer "
      r"([\d.]+)%.*\n.*step 300/400: cer ([\d.]+)%"),
+    ("13_fast", r"one \$\(T, T\)\$ table per head\s+\((\d+) MB at 60 s\)[\s\S]*?one \$\(T, 2T-1\)\$ table per head \((\d+) MB\)",
+     r"bmm\s+\(12, 2999, 2999\)\s+(\d+) MB\n\s*bmm\s+\(12, 2999, 5997\)\s+(\d+) MB"),
+    ("13_fast", r"its largest tensor is (\d+) MB there", r"sdpa, blocks of 64:.* 120 s\s+(\d+) MB"),
     # a chapter that quotes another's result: the fourth field names the notebook whose output prints it
     ("12_after_the_course", r"chapter 9 reached (\d+)% with 500 steps", r"^fine-tuned: 500 steps in .*; CER ([\d.]+)%",
      "09_ctc"),

@@ -157,6 +157,13 @@ _EXPORTS = {
     "all_trials": "xvector",
     "det_curve": "xvector",
     "equal_error_rate": "xvector",
+    # chapter 13: making it fast
+    "attention_forward": "attention",
+    "relative_attention_blocked": "attention",
+    "sdpa_attention": "attention",
+    "check_attn_implementation": "attention",
+    "ATTN_IMPLEMENTATIONS": "attention",
+    "AllocationLog": "attention",
 }
 
 

@@ -1,0 +1,163 @@
+"""Chapter 13: the fused attention kernels (w2vc.attention) equal chapter 5's eager attention.
+
+Forward to 1e-5 and the gradient of every parameter to 1e-5 relative (float32, dropout off), for relative,
+rotary and no positions, padded batches, odd lengths, and lengths below, at and above the block size; the
+relative path's largest tensor grows linearly in T; bad input gets errors that name the fix.
+"""
+import pytest
+import torch
+
+from w2vc.attention import (ATTN_IMPLEMENTATIONS, AllocationLog, attention_forward, check_attn_implementation,
+                            relative_attention_blocked, relative_window, skew_block)
+from w2vc.config import Wav2Vec2ConformerConfig
+from w2vc.conformer import Wav2Vec2ConformerSelfAttention
+from w2vc.positions import (Wav2Vec2ConformerRelPositionalEmbedding, Wav2Vec2ConformerRotaryPositionalEmbedding,
+                            relative_shift)
+
+ATOL = 1e-5
+RTOL_GRAD = 1e-5
+POSITIONS = ["relative", "rotary", None]
+BLOCK = 8
+
+
+def layer_and_table(position, T, seed=0, hidden=32, heads=4):
+    """A small attention layer with random weights (u and v too) and its position table for T frames."""
+    config = Wav2Vec2ConformerConfig(hidden_size=hidden, num_attention_heads=heads, attention_dropout=0.0,
+                                     position_embeddings_type=position, max_source_positions=16)
+    torch.manual_seed(seed)
+    layer = Wav2Vec2ConformerSelfAttention(config)
+    if position == "relative":
+        with torch.no_grad():
+            layer.pos_bias_u.normal_(), layer.pos_bias_v.normal_()
+    x = torch.randn(3, T, hidden)
+    embed = {"relative": Wav2Vec2ConformerRelPositionalEmbedding,
+             "rotary": Wav2Vec2ConformerRotaryPositionalEmbedding}.get(position)
+    return layer, x, (embed(config)(x) if embed else None)
+
+
+def padding_mask(T):
+    lengths = torch.tensor([T, max(1, T - 3), max(1, T // 2)])
+    return torch.arange(T)[None, :] < lengths[:, None]          # (B, T)
+
+
+def grads(layer, fn):
+    layer.zero_grad()
+    fn().pow(2).sum().backward()
+    return {name: p.grad.clone() for name, p in layer.named_parameters()}
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("T", [2, 7, BLOCK, 13, 3 * BLOCK + 1])     # below, at, above the block; odd lengths
+def test_forward_and_every_gradient_equal_eager(position, T):
+    layer, x, table = layer_and_table(position, T)
+    layer.train()                                                   # dropout is 0: train mode, no difference
+    mask = padding_mask(T)
+    eager = grads(layer, lambda: layer(x, mask, table)[0])
+    fast = grads(layer, lambda: attention_forward(layer, x, mask, table, block_size=BLOCK))
+    with torch.no_grad():
+        diff = (attention_forward(layer, x, mask, table, block_size=BLOCK) - layer(x, mask, table)[0]).abs().max()
+    assert diff <= ATOL, f"{position}, T={T}: forward max |diff| {diff:.2e}"
+    largest = max(g.abs().max() for g in eager.values())
+    assert largest > 0
+    for name, g in eager.items():
+        # linear_k.bias: exactly zero in exact arithmetic (softmax ignores a shift by q.b), so both give
+        # rounding noise; compare it with the layer's largest gradient instead of its own
+        scale = largest if name == "linear_k.bias" else g.abs().max()
+        err = ((fast[name] - g).abs().max() / scale).item()
+        assert err <= RTOL_GRAD, f"{position}, T={T}: gradient of {name} differs by {err:.2e} relative"
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_padded_item_equals_itself_alone(position):
+    T, n = 13, 6
+    layer, x, table = layer_and_table(position, T)
+    layer.eval()
+    mask = torch.ones(2, T, dtype=torch.bool)
+    mask[1, n:] = False
+    embed_alone = None
+    if position is not None:                                        # the table for n frames, same config
+        config = Wav2Vec2ConformerConfig(hidden_size=32, num_attention_heads=4, position_embeddings_type=position,
+                                         max_source_positions=16)
+        cls = {"relative": Wav2Vec2ConformerRelPositionalEmbedding,
+               "rotary": Wav2Vec2ConformerRotaryPositionalEmbedding}[position]
+        embed_alone = cls(config)(x[1:, :n])
+    with torch.no_grad():
+        batch = attention_forward(layer, x[:2], mask, table, block_size=4)[1, :n]
+        alone = attention_forward(layer, x[1:2, :n], None, embed_alone, block_size=4)[0]
+    assert (batch - alone).abs().max() <= ATOL
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 5, 100])
+def test_relative_block_sizes_agree(block_size):
+    layer, x, table = layer_and_table("relative", 11)
+    layer.eval()
+    mask = padding_mask(11)
+    with torch.no_grad():
+        ref = layer(x, mask, table)[0]
+        out = attention_forward(layer, x, mask, table, block_size=block_size)
+    assert (out - ref).abs().max() <= ATOL
+
+
+def test_skew_block_is_relative_shift_row_by_row():
+    T, Bq = 9, 4
+    scores = torch.randn(2, 3, T, 2 * T - 1)
+    shifted = relative_shift(scores)
+    for i0 in range(0, T, Bq):
+        i1 = min(i0 + Bq, T)
+        assert torch.equal(skew_block(scores[:, :, i0:i1, T - i1:2 * T - 1 - i0], T), shifted[:, :, i0:i1])
+    pos = torch.arange(2 * T - 1.0).view(1, 1, -1, 1)
+    assert relative_window(pos, 4, 8).flatten().tolist() == list(range(T - 8, 2 * T - 1 - 4))
+
+
+def _largest_tensor(fn):
+    with torch.no_grad(), AllocationLog() as log:
+        fn()
+    return log.largest
+
+
+def test_relative_path_memory_grows_linearly_eager_quadratically():
+    """On the meta device (nothing computed): quadruple T and eager's largest tensor grows ~16x, ours ~4x."""
+    config = Wav2Vec2ConformerConfig(hidden_size=64, num_attention_heads=4, position_embeddings_type="relative")
+    with torch.device("meta"):
+        layer = Wav2Vec2ConformerSelfAttention(config).eval()
+    sizes = {}
+    for T in (500, 2000):
+        x = torch.empty(1, T, 64, device="meta")
+        table = torch.empty(1, 2 * T - 1, 64, device="meta")
+        mask = torch.ones(1, T, dtype=torch.bool, device="meta")
+        sizes[T] = (_largest_tensor(lambda: layer(x, mask, table)),
+                    _largest_tensor(lambda: attention_forward(layer, x, mask, table, block_size=64)))
+    eager_growth = sizes[2000][0] / sizes[500][0]
+    fast_growth = sizes[2000][1] / sizes[500][1]
+    assert eager_growth > 14, eager_growth
+    assert fast_growth < 4.5, fast_growth
+    H, Bq, T = 4, 64, 2000                                          # one block's (B, H, Bq, Bq+T-1) scores
+    assert sizes[T][1] <= 4 * max(H * Bq * (Bq + T), (2 * T - 1) * 64) * 1.01, sizes[T][1]
+
+
+def test_allocation_log_skips_views():
+    x = torch.zeros(10, 10)
+    with AllocationLog() as log:
+        x.view(100), x.t(), x[2:], x + 1
+    assert [name for name, *_ in log.allocations] == ["add"] and log.largest == 400
+
+
+def test_unknown_attn_implementation_names_the_valid_ones():
+    assert check_attn_implementation("sdpa") == "sdpa" and "eager" in ATTN_IMPLEMENTATIONS
+    with pytest.raises(ValueError, match=r"attn_implementation: expected one of \['eager', 'sdpa'\], got 'flash'"):
+        check_attn_implementation("flash")
+
+
+def test_bad_block_size_and_missing_positions_are_named():
+    layer, x, table = layer_and_table("relative", 5)
+    with pytest.raises(ValueError, match="block_size: expected a whole number"):
+        attention_forward(layer, x, None, table, block_size=0)
+    with pytest.raises(ValueError, match="position_embeddings: this layer uses 'relative'"):
+        attention_forward(layer, x, None, None)
+    with pytest.raises(ValueError, match="expected 2T-1 = 9 relative offsets"):
+        attention_forward(layer, x, None, table[:, 1:-1])
+    with pytest.raises(ValueError, match="expected Bq \\+ T - 1 = 7 window rows"):
+        skew_block(torch.zeros(1, 1, 3, 6), 5)
+    q = torch.zeros(1, 1, 5, 4)
+    with pytest.raises(ValueError, match="pos: expected 2T-1 = 9"):
+        relative_attention_blocked(q, q, q, torch.zeros(1, 1, 7, 4), torch.zeros(1, 4), torch.zeros(1, 4), 0.5)
