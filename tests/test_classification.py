@@ -293,3 +293,38 @@ def test_head_on_collected_hidden_states_equals_the_full_forward(head):
     if cached.dim() == 3:  # frame logits: the real frames
         cached, direct = cached[frame_mask], direct[frame_mask]
     torch.testing.assert_close(cached, direct, rtol=1e-5, atol=1e-5)
+
+
+# ---- a head on a checkpoint of the body alone (the chapters' path: pretrained body, new head) -----------
+_LOAD_HEAD = """
+import hashlib, sys, warnings, torch
+import w2vc
+warnings.simplefilter("ignore")
+torch.manual_seed(0)
+model = getattr(w2vc, sys.argv[2]).from_pretrained(sys.argv[1], use_weighted_layer_sum=True, num_labels=5)
+print(hashlib.sha256(b"".join(v.contiguous().numpy().tobytes() for v in model.state_dict().values())).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("head", ["Wav2Vec2ConformerForSequenceClassification",
+                                  "Wav2Vec2ConformerForAudioFrameClassification", "Wav2Vec2ConformerForXVector"])
+def test_head_on_a_body_checkpoint_starts_from_equal_layer_scores_every_time(tmp_path, head):
+    """from_pretrained builds on the meta device: every weight the checkpoint lacks must still get its
+    initial value (layer_weights was once left as whatever the fresh memory held, so the same
+    seed gave other trainings from run to run)."""
+    import subprocess
+    import sys
+
+    import w2vc
+    torch.manual_seed(0)
+    w2vc.Wav2Vec2ConformerModel(small_config()).save_pretrained(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = getattr(w2vc, head).from_pretrained(tmp_path, use_weighted_layer_sum=True)
+    L = model.config.num_hidden_layers + 1
+    assert torch.equal(model.layer_weights.detach(), torch.full((L,), 1.0 / L)), model.layer_weights
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    runs = [subprocess.run([sys.executable, "-c", _LOAD_HEAD, str(tmp_path), head], capture_output=True, text=True,
+                           timeout=120) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr[-800:] for r in runs]
+    assert runs[0].stdout == runs[1].stdout, "the same seed gave two different models from the same checkpoint"

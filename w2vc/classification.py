@@ -123,6 +123,18 @@ class Wav2Vec2ConformerWithHead(Wav2Vec2ConformerPreTrainedModel):
             num_layers = config.num_hidden_layers + 1  # the first block's input, then each block's output
             self.layer_weights = nn.Parameter(torch.full((num_layers,), 1.0 / num_layers))
 
+    def _init_weights(self, module: nn.Module) -> None:
+        """As the body's, and ``layer_weights`` back to equal scores.
+
+        ``from_pretrained`` (chapter 6) builds the model on the ``meta`` device and then initialises only the
+        modules whose weights the checkpoint lacks, with this method: the value ``__init__`` wrote is not there,
+        so without this line the layer scores would be whatever the fresh memory held.
+        """
+        super()._init_weights(module)
+        if module is self and self.config.use_weighted_layer_sum:
+            with torch.no_grad():
+                self.layer_weights.fill_(1.0 / self.layer_weights.numel())
+
     def freeze_base_model(self) -> None:
         """Train only the head: every parameter of the body gets ``requires_grad=False``."""
         for param in self.wav2vec2_conformer.parameters():
