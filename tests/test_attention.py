@@ -161,3 +161,78 @@ def test_bad_block_size_and_missing_positions_are_named():
     q = torch.zeros(1, 1, 5, 4)
     with pytest.raises(ValueError, match="pos: expected 2T-1 = 9"):
         relative_attention_blocked(q, q, q, torch.zeros(1, 1, 7, 4), torch.zeros(1, 4), torch.zeros(1, 4), 0.5)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Wiring: config.attn_implementation and from_pretrained(..., attn_implementation=...)
+# ---------------------------------------------------------------------------------------------------
+
+def _tiny_model_folder(tmp_path, position):
+    from w2vc.model import Wav2Vec2ConformerModel
+    config = Wav2Vec2ConformerConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+                                     conv_dim=(16, 16), conv_kernel=(10, 4), conv_stride=(5, 4),
+                                     num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                                     conv_depthwise_kernel_size=7, position_embeddings_type=position,
+                                     feat_extract_norm="layer")
+    torch.manual_seed(0)
+    model = Wav2Vec2ConformerModel(config)
+    with torch.no_grad():
+        for layer in model.encoder.layers:
+            if position == "relative":
+                layer.self_attn.pos_bias_u.normal_(), layer.self_attn.pos_bias_v.normal_()
+    model.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_default_is_eager_and_is_not_written_to_config_json(tmp_path):
+    import json
+    assert Wav2Vec2ConformerConfig().attn_implementation == "eager"
+    config = Wav2Vec2ConformerConfig(attn_implementation="sdpa")
+    assert "attn_implementation" not in config.to_dict()
+    config.save_pretrained(tmp_path)
+    assert "attn_implementation" not in json.loads((tmp_path / "config.json").read_text())
+    assert Wav2Vec2ConformerConfig.from_pretrained(tmp_path).attn_implementation == "eager"
+
+
+def test_config_rejects_an_unknown_attn_implementation():
+    with pytest.raises(ValueError, match=r"attn_implementation: expected one of \['eager', 'sdpa'\], got 'flash'"):
+        Wav2Vec2ConformerConfig(attn_implementation="flash")
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_from_pretrained_with_sdpa_equals_eager(tmp_path, position):
+    from w2vc.model import Wav2Vec2ConformerModel
+    folder = _tiny_model_folder(tmp_path, position)
+    eager = Wav2Vec2ConformerModel.from_pretrained(folder).eval()
+    fast = Wav2Vec2ConformerModel.from_pretrained(folder, attn_implementation="sdpa").eval()
+    assert fast.config.attn_implementation == "sdpa"
+    assert all(layer.self_attn.attn_implementation == "sdpa" for layer in fast.encoder.layers)
+    audio = torch.randn(2, 4000, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(2, 4000, dtype=torch.long)
+    mask[1, 2500:] = 0
+    with torch.no_grad():
+        a = eager(audio, attention_mask=mask).last_hidden_state
+        b = fast(audio, attention_mask=mask).last_hidden_state
+    assert (a - b).abs().max() <= ATOL
+    # asking for the weights falls back to eager for that call: same weights, same output
+    with torch.no_grad():
+        wa = eager(audio, attention_mask=mask, output_attentions=True)
+        wb = fast(audio, attention_mask=mask, output_attentions=True)
+    assert wb.attentions is not None and len(wb.attentions) == 2
+    assert all(torch.equal(x, y) for x, y in zip(wa.attentions, wb.attentions))
+    assert torch.equal(wa.last_hidden_state, wb.last_hidden_state)
+
+
+def test_sdpa_layer_dispatches_to_chapter_13(monkeypatch):
+    import w2vc.attention
+    calls = []
+    real = w2vc.attention.attention_forward
+    monkeypatch.setattr(w2vc.attention, "attention_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    config = Wav2Vec2ConformerConfig(hidden_size=32, num_attention_heads=4, position_embeddings_type=None,
+                                     attn_implementation="sdpa")
+    layer = Wav2Vec2ConformerSelfAttention(config).eval()
+    x = torch.randn(1, 5, 32)
+    out, weights = layer(x)
+    assert calls == [1] and weights is None
+    out, weights = layer(x, output_attentions=True)
+    assert calls == [1] and weights.shape == (1, 4, 5, 5)

@@ -92,6 +92,9 @@ class Wav2Vec2ConformerConfig:
     layerdrop: float = 0.1
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-5
+    # which attention code runs (chapter 13): "eager" (chapter 5's) or "sdpa"; a choice of this run, not a
+    # property of the model, so it is never written to config.json (transformers keeps it out too)
+    attn_implementation: str = "eager"
     # the convolutional feature encoder (chapter 2)
     feat_extract_norm: str = "group"
     feat_extract_activation: str = "gelu"
@@ -201,6 +204,10 @@ class Wav2Vec2ConformerConfig:
         if self.conv_depthwise_kernel_size % 2 == 0:
             raise ValueError(f"conv_depthwise_kernel_size must be odd so that 'same' padding keeps the length, "
                              f"got {self.conv_depthwise_kernel_size}; use {self.conv_depthwise_kernel_size + 1}")
+        if self.attn_implementation not in ("eager", "sdpa"):
+            raise ValueError(f"attn_implementation: expected one of ['eager', 'sdpa'], got {self.attn_implementation!r}; "
+                             "'eager' is chapter 5's attention (it can return the weights), 'sdpa' the fused "
+                             "kernels of chapter 13")
         if self.position_embeddings_type not in ("relative", "rotary", None):
             raise ValueError(f"position_embeddings_type must be 'relative', 'rotary' or None, "
                              f"got {self.position_embeddings_type!r}")
@@ -234,7 +241,8 @@ class Wav2Vec2ConformerConfig:
         """A JSON-ready dict in the layout of transformers' ``config.json`` (lists, string label ids)."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name in ("extra", "num_labels"):  # num_labels is written as id2label, as transformers does
+            # num_labels is written as id2label, as transformers does; attn_implementation is not the model's
+            if f.name in ("extra", "num_labels", "attn_implementation"):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, tuple):

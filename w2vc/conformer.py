@@ -19,7 +19,8 @@ class Wav2Vec2ConformerSelfAttention(nn.Module):
 
     Args:
         config: a ``Wav2Vec2ConformerConfig``; uses ``hidden_size``, ``num_attention_heads``,
-            ``attention_dropout`` and ``position_embeddings_type``.
+            ``attention_dropout``, ``position_embeddings_type`` and ``attn_implementation`` ("eager": the code
+            below; "sdpa": chapter 13's fused kernels, except when the weights are asked for).
     """
 
     def __init__(self, config):
@@ -29,6 +30,7 @@ class Wav2Vec2ConformerSelfAttention(nn.Module):
                              f"got {config.position_embeddings_type!r}; pick one of the three")
         C, H = config.hidden_size, config.num_attention_heads
         self.position_embeddings_type = config.position_embeddings_type
+        self.attn_implementation = config.attn_implementation
         self.num_heads = H
         self.head_size = C // H
         self.scaling = self.head_size ** -0.5
@@ -63,6 +65,9 @@ class Wav2Vec2ConformerSelfAttention(nn.Module):
             when ``output_attentions``, else None.
         """
         B, T, C = hidden_states.shape
+        if self.attn_implementation != "eager" and not output_attentions:   # chapter 13: the same, fused
+            from w2vc.attention import attention_forward   # imported here: chapter 13 comes later
+            return attention_forward(self, hidden_states, attention_mask, position_embeddings), None
         kind = self.position_embeddings_type
         if kind is not None and position_embeddings is None:
             raise ValueError(f"position_embeddings: this layer uses {kind!r} positions and needs their table, "
