@@ -563,7 +563,6 @@ PENDING = {
     "notebooks/03_masking": "the mask explorer is an ipywidget (widget manager from a CDN, no kernel)",
     "notebooks/05_conformer_block": "a displayed formula wider than the page",
     "notebooks/06_model": "a displayed formula wider than the page",
-    "notebooks/08_pretraining": "an ipywidget (widget manager from a CDN, no kernel)",
     "notebooks/11_xvector": "a displayed formula wider than the page",
 }
 
