@@ -562,7 +562,6 @@ EXTRA = ["search", "genindex"]     # Sphinx's own pages: they too must work offl
 PENDING = {
     "notebooks/03_masking": "the mask explorer is an ipywidget (widget manager from a CDN, no kernel)",
     "notebooks/08_pretraining": "an ipywidget (widget manager from a CDN, no kernel)",
-    "notebooks/11_xvector": "a displayed formula wider than the page",
 }
 
 
