@@ -560,7 +560,6 @@ EXTRA = ["search", "genindex"]     # Sphinx's own pages: they too must work offl
 # Pages that still fail a check, with the reason (issue 13; their chapters are being converted). The
 # mark is strict: a page that passes while listed here fails, so remove it from the list when it is done.
 PENDING = {
-    "notebooks/11_xvector": "a displayed formula wider than the page",
 }
 
 
