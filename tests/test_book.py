@@ -138,7 +138,7 @@ def test_sourcing_env_sh_leaves_the_shell_as_it_was():
 
 # Chapters still to be converted to exercise boxes with worked solutions (issue 13). Remove a chapter
 # from the set when it is done: the test is strict, so a converted chapter left here fails.
-EXERCISES_PENDING = {"03_masking", "06_model", "08_pretraining", "09_ctc", "11_xvector"}
+EXERCISES_PENDING = set()
 
 
 def _exercise_structure(nb):
@@ -178,7 +178,7 @@ def test_exercises_have_worked_solutions_and_hints(nb, request):
 # Chapters that must have an interactive figure (a to_jshtml slider in a stored output), and those still
 # to get one (issue 13; remove from the pending set when done: the test is strict).
 INTERACTIVE = {"03_masking", "04_positions", "07_quantization", "08_pretraining", "09_ctc"}
-INTERACTIVE_PENDING = {"03_masking", "08_pretraining", "09_ctc"}
+INTERACTIVE_PENDING = set()
 
 
 @pytest.mark.parametrize("stem", sorted(INTERACTIVE))
@@ -206,12 +206,24 @@ PROSE_NUMBERS = [
      r"a word is ([\d.]+) ms shorter.*\n.*slope ([\d.]+),"),
     ("02_feature_encoder", r"([\d.]+) M multiply-adds per frame against the paper's ([\d.]+) M",
      r"\): ([\d.]+) M multiply-adds\nper frame, the paper's seven layers ([\d.]+) M"),
+    ("03_masking", r"expected share of (0\.\d+), a little more", r"^149 frames: expected (0\.\d+),"),
+    ("03_masking", r"more than the (0\.\d+) of the 500-frame utterance", r"^nominal 0\.650, expected (0\.\d+),"),
+    ("03_masking", r"stretches average ([\d.]+) frames, the paper's number, and the model of independent\s+starts "
+     r"predicts ([\d.]+)", r"stretches, mean ([\d.]+) frames; independent starts predict ([\d.]+),"),
     ("10_classification", r"about (\d+) for\s+training and (\d+) for testing", r"^(\d+) (\d+) \('yes'"),
     ("12_after_the_course", r"about (\d+) minutes on two cores in the run stored here", r"^took ([\d.]+) minutes$"),
     ("12_after_the_course",
      r"In our run: ([\d.]+)% at step 400, after (\d+)% at step 100[^,]*, (\d+)% at step 200 and (\d+)% at step\s+300",
      r"best cer ([\d.]+)% at step 400 of 400.*\n(?:.*\n)*?.*step 100/400: cer ([\d.]+)%.*\n.*step 200/400: cer "
      r"([\d.]+)%.*\n.*step 300/400: cer ([\d.]+)%"),
+    ("08_pretraining", r"In the run stored here that took (\d+) s", r"^(\d+) s of training$"),
+    ("09_ctc", r"the 500 steps of fine-tuning took (\d+) s", r"^fine-tuned: 500 steps in (\d+) s;"),
+    ("09_ctc", r"the fine-tuning took (\d+) s,\s+the run from scratch (\d+) s",
+     r"^fine-tuned: 500 steps in (\d+) s;[\s\S]*?^from scratch: 500 steps in (\d+) s;"),
+    ("09_ctc", r"unseen voices at (\d+)% CER \((\d+)% WER\), where the model from scratch[^%]*? at (\d+)% CER",
+     r"^fine-tuned: .*; CER ([\d.]+)%, WER ([\d.]+)%[\s\S]*?^from scratch: .*; CER ([\d.]+)%"),
+    ("09_ctc", r"in our run about (\d+)% CER instead of (\d+)%",
+     r"^(?=[\s\S]*?^CER ([\d.]+)%$)fine-tuned: .*; CER ([\d.]+)%"),  # the long recording's CER, printed later
     ("13_fast", r"one \$\(T, T\)\$ table per head\s+\((\d+) MB at 60 s\)[\s\S]*?one \$\(T, 2T-1\)\$ table per head \((\d+) MB\)",
      r"bmm\s+\(12, 2999, 2999\)\s+(\d+) MB\n\s*bmm\s+\(12, 2999, 5997\)\s+(\d+) MB"),
     ("13_fast", r"its largest tensor is (\d+) MB there", r"sdpa, blocks of 64:.* 120 s\s+(\d+) MB"),

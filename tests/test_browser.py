@@ -560,10 +560,6 @@ EXTRA = ["search", "genindex"]     # Sphinx's own pages: they too must work offl
 # Pages that still fail a check, with the reason (issue 13; their chapters are being converted). The
 # mark is strict: a page that passes while listed here fails, so remove it from the list when it is done.
 PENDING = {
-    "notebooks/03_masking": "the mask explorer is an ipywidget (widget manager from a CDN, no kernel)",
-    "notebooks/06_model": "a displayed formula wider than the page",
-    "notebooks/08_pretraining": "an ipywidget (widget manager from a CDN, no kernel)",
-    "notebooks/11_xvector": "a displayed formula wider than the page",
 }
 
 
