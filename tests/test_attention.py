@@ -236,3 +236,22 @@ def test_sdpa_layer_dispatches_to_chapter_13(monkeypatch):
     assert calls == [1] and weights is None
     out, weights = layer(x, output_attentions=True)
     assert calls == [1] and weights.shape == (1, 4, 5, 5)
+
+
+def test_the_bench_is_in_the_package_and_prints_its_table(tmp_path, capsys):
+    """`python -m w2vc bench` runs chapter 13's benchmark (w2vc.bench), wherever w2vc is installed;
+    --table-from prints the side-by-side ratios of stored cases without running any."""
+    import json
+
+    from w2vc.cli import main as cli_main
+    rows = [{"position": "relative", "audio_s": 60, "library": lib, "attn": attn, "seconds": s, "peak_gib": g,
+             "probe": [[0.0]]} for lib, attn, s, g in [("w2vc", "sdpa", 20.0, 2.0), ("transformers", "eager", 50.0, 3.0),
+                                                       ("transformers", "sdpa", 30.0, 3.0)]]
+    rows.append({"position": "relative", "audio_s": 60, "library": "w2vc", "attn": "eager",
+                 "skipped": "needs about 11.0 GiB (> --memory-gb 10)"})
+    lines = tmp_path / "cases.jsonl"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli_main(["bench", "--table-from", str(lines)]) == 0
+    out = capsys.readouterr().out
+    assert "w2vc sdpa" in out and "1.50x" in out and "0.67x" in out, out      # 30 / 20 s; 2 / 3 GiB
+    assert "w2vc eager" in out and "skipped: needs about 11.0 GiB" in out, out
