@@ -385,6 +385,26 @@ return {window: window.innerWidth, width: doc.clientWidth,
 """
 
 
+_ARTICLE_BOX = """
+window.scrollTo(0, 0);
+const box = (document.querySelector('article.bd-article') || document.body).getBoundingClientRect();
+return [Math.max(0, Math.ceil(box.left)), Math.max(0, Math.ceil(box.top)),
+        Math.min(window.innerWidth, Math.floor(box.right)), Math.min(window.innerHeight, Math.floor(box.bottom))];
+"""
+SHOT_DIFF_LIMIT = 0.001   # share of the article's pixels in the reader's first window that the page shot may change
+
+
+def _differing_share(shot: bytes, window: bytes, box: list[int]) -> float:
+    """The share of pixels inside ``box`` (left, top, right, bottom) that differ between two PNGs."""
+    import io
+
+    from PIL import Image, ImageChops
+
+    a, b = (Image.open(io.BytesIO(data)).convert("RGB").crop(box) for data in (shot, window))
+    changed = ImageChops.difference(a, b).convert("L").point(lambda v: 255 if v > 16 else 0)
+    return changed.histogram()[255] / max(1, a.width * a.height)
+
+
 def _png_size(data: bytes) -> tuple[int, int]:
     """``(width, height)`` of a PNG, from its IHDR header."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "Chromium's screenshot is not a PNG"
@@ -394,12 +414,14 @@ def _png_size(data: bytes) -> tuple[int, int]:
 def _screenshot(driver, path: Path) -> tuple[list[Path], list[str]]:
     """Save the whole page as a reader sees it in a ``WINDOW``-wide window: ``path``, or, for a page taller
     than ``SHOT_PART_HEIGHT``, ``path``'s stem + ``__part1.png``, ``__part2.png``, ... that together hold all
-    of it. Returns the files saved, and what is wrong with them (their width is not the window's, or they
-    miss part of the page).
+    of it. Returns the files saved, and what is wrong with them: their width is not the window's, they miss
+    part of the page, or the article at the top of the page differs from what the reader's window shows.
 
     The window is made as tall as the document for the capture (``Emulation.setDeviceMetricsOverride``)
     and given back after. ``captureBeyondViewport`` is not used: it re-lays out the page at another size,
     and its shots came out shifted sideways (chapter 3 lost 500 px on the left)."""
+    box = driver.execute_script(_ARTICLE_BOX)         # scrolled to the top, as a reader opens the page
+    window = base64.b64decode(driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})["data"])
     before = driver.execute_script(_PAGE_SIZE)
     width, height = before["width"], before["height"]
     try:
@@ -421,6 +443,8 @@ def _screenshot(driver, path: Path) -> tuple[list[Path], list[str]]:
             data = base64.b64decode(shot["data"])
             part.write_bytes(data)
             sizes.append(_png_size(data))
+            if i == 0:
+                first = data
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     problems = []
@@ -429,6 +453,12 @@ def _screenshot(driver, path: Path) -> tuple[list[Path], list[str]]:
     if sum(h for _, h in sizes) != height or height < before["height"]:
         problems.append(f"page screenshot parts {[h for _, h in sizes]} px tall, the page {before['height']} px "
                         f"({height} px in the tall window)")
+    elif box[2] > box[0] and box[3] > box[1]:
+        share = _differing_share(first, window, box)
+        if share > SHOT_DIFF_LIMIT:
+            problems.append(f"the page screenshot's top differs from the reader's window in {share:.1%} of the "
+                            f"article's pixels (box {box}, limit {SHOT_DIFF_LIMIT:.1%}): the capture shifted or "
+                            "re-laid out the page")
     return paths, problems
 
 
