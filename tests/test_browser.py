@@ -16,7 +16,8 @@ of the table of contents, and the search and index pages, it asserts that
 - no code block, input or output, is wider than its box by more than ``OVERFLOW_LIMIT_PX``
   (readers should not scroll sideways to read a line: shorten or wrap it).
 
-It saves a screenshot of every page, and of every interactive figure after its slider moved, under
+It saves a screenshot of every page, whole and as wide as the window (a long page in numbered parts,
+``page__part1.png``, ...), and of every interactive figure after its slider moved, under
 ``_build/screenshots/``, and prints a summary line (pages, formulas rendered, images, figures moved).
 
 It needs Debian's ``chromium`` and ``chromium-driver`` (``apt-get install chromium chromium-driver``)
@@ -46,7 +47,7 @@ REQUIRE = os.environ.get("W2VC_REQUIRE_BROWSER") == "1"
 WINDOW = (1280, 1000)     # a laptop's browser window, in CSS pixels
 OVERFLOW_LIMIT_PX = 0     # how much wider than its box a code block or a displayed formula may be: not at all
 CODE_LINE_FITS = 95       # characters of code that show whole in a WINDOW-wide window; longer lines wrap
-MAX_SHOT_HEIGHT = 24000   # px; a longer page's screenshot is cut there
+SHOT_PART_HEIGHT = 16000  # px; a longer page is saved as numbered parts (page__part1.png, ...), none cut
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -377,14 +378,88 @@ def _outside(url: str, root: Path) -> bool:
     return not Path(unquote(parsed.path)).resolve().is_relative_to(root.resolve())
 
 
-def _screenshot(driver, path: Path):
-    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-    size = metrics.get("cssContentSize") or metrics["contentSize"]
-    width, height = int(size["width"]), min(int(size["height"]), MAX_SHOT_HEIGHT)
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
-    path.write_bytes(base64.b64decode(shot["data"]))
+_PAGE_SIZE = """
+const doc = document.documentElement;
+return {window: window.innerWidth, width: doc.clientWidth,
+        height: Math.max(doc.scrollHeight, document.body ? document.body.scrollHeight : 0)};
+"""
+
+
+_ARTICLE_BOX = """
+window.scrollTo(0, 0);
+const box = (document.querySelector('article.bd-article') || document.body).getBoundingClientRect();
+return [Math.max(0, Math.ceil(box.left)), Math.max(0, Math.ceil(box.top)),
+        Math.min(window.innerWidth, Math.floor(box.right)), Math.min(window.innerHeight, Math.floor(box.bottom))];
+"""
+SHOT_DIFF_LIMIT = 0.001   # share of the article's pixels in the reader's first window that the page shot may change
+
+
+def _differing_share(shot: bytes, window: bytes, box: list[int]) -> float:
+    """The share of pixels inside ``box`` (left, top, right, bottom) that differ between two PNGs."""
+    import io
+
+    from PIL import Image, ImageChops
+
+    a, b = (Image.open(io.BytesIO(data)).convert("RGB").crop(box) for data in (shot, window))
+    changed = ImageChops.difference(a, b).convert("L").point(lambda v: 255 if v > 16 else 0)
+    return changed.histogram()[255] / max(1, a.width * a.height)
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` of a PNG, from its IHDR header."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "Chromium's screenshot is not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _screenshot(driver, path: Path) -> tuple[list[Path], list[str]]:
+    """Save the whole page as a reader sees it in a ``WINDOW``-wide window: ``path``, or, for a page taller
+    than ``SHOT_PART_HEIGHT``, ``path``'s stem + ``__part1.png``, ``__part2.png``, ... that together hold all
+    of it. Returns the files saved, and what is wrong with them: their width is not the window's, they miss
+    part of the page, or the article at the top of the page differs from what the reader's window shows.
+
+    The window is made as tall as the document for the capture (``Emulation.setDeviceMetricsOverride``)
+    and given back after. ``captureBeyondViewport`` is not used: it re-lays out the page at another size,
+    and its shots came out shifted sideways (chapter 3 lost 500 px on the left)."""
+    box = driver.execute_script(_ARTICLE_BOX)         # scrolled to the top, as a reader opens the page
+    window = base64.b64decode(driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})["data"])
+    before = driver.execute_script(_PAGE_SIZE)
+    width, height = before["width"], before["height"]
+    try:
+        for _ in range(3):          # the taller window may make the document taller (100vh boxes): follow it
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+            now = driver.execute_script(_PAGE_SIZE)
+            if now["height"] <= height:
+                break
+            height = now["height"]
+        n = -(-height // SHOT_PART_HEIGHT)
+        paths = [path] if n == 1 else [path.with_name(f"{path.stem}__part{i + 1}.png") for i in range(n)]
+        sizes = []
+        for i, part in enumerate(paths):
+            top = i * SHOT_PART_HEIGHT
+            shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+                "format": "png", "clip": {"x": 0, "y": top, "width": width,
+                                          "height": min(SHOT_PART_HEIGHT, height - top), "scale": 1}})
+            data = base64.b64decode(shot["data"])
+            part.write_bytes(data)
+            sizes.append(_png_size(data))
+            if i == 0:
+                first = data
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    problems = []
+    if any(w != before["window"] for w, _ in sizes):
+        problems.append(f"page screenshot {[w for w, _ in sizes]} px wide, the window {before['window']} px")
+    if sum(h for _, h in sizes) != height or height < before["height"]:
+        problems.append(f"page screenshot parts {[h for _, h in sizes]} px tall, the page {before['height']} px "
+                        f"({height} px in the tall window)")
+    elif box[2] > box[0] and box[3] > box[1]:
+        share = _differing_share(first, window, box)
+        if share > SHOT_DIFF_LIMIT:
+            problems.append(f"the page screenshot's top differs from the reader's window in {share:.1%} of the "
+                            f"article's pixels (box {box}, limit {SHOT_DIFF_LIMIT:.1%}): the capture shifted or "
+                            "re-laid out the page")
+    return paths, problems
 
 
 def _move(driver, fig, shot: Path | None = None) -> tuple[bool, str]:
@@ -506,8 +581,9 @@ def check_page(driver, root: Path, page: str, source: Path | None, summary: Summ
     # 5. Screenshot, as the reader first sees the page (solutions collapsed).
     name = page.replace("/", "__")
     if shots is not None:
-        _screenshot(driver, shots / f"{name}.png")
-        summary.screenshots += 1
+        saved, wrong = _screenshot(driver, shots / f"{name}.png")
+        problems += wrong
+        summary.screenshots += len(saved)
 
     # 6. Interactive figures: as many as the notebook's outputs hold, and each one moves.
     figures = driver.execute_script(_FIGURES)
@@ -611,3 +687,31 @@ def test_the_checks_catch_a_remote_script_and_a_widget_without_state(browser, tm
     assert f"requested {remote}" in report and f"<script> loads {remote}" in report, report
     assert "widget output 0123456789abcdef0123456789abcdef has no stored widget state" in report, report
     assert "raw TeX in the visible text: ['\\\\('" in report, report
+
+
+def test_a_long_page_is_shot_whole_and_unshifted(browser, tmp_path):
+    """A page taller than ``SHOT_PART_HEIGHT`` comes out in parts, as wide as the window, that together hold
+    all of it: its top-left and top-right corners in the first part, its bottom-left corner in the last."""
+    from PIL import Image
+
+    driver, _ = browser
+    height = 2 * SHOT_PART_HEIGHT + 500
+    page = tmp_path / "long.html"
+    page.write_text(
+        '<!doctype html><html><body style="margin:0"><div style="position:relative;height:%dpx">'
+        '<div style="position:absolute;left:0;top:0;width:40px;height:40px;background:#0000ff"></div>'
+        '<div style="position:absolute;right:0;top:0;width:40px;height:40px;background:#00ff00"></div>'
+        '<div style="position:absolute;left:0;bottom:0;width:40px;height:40px;background:#ff0000"></div>'
+        '</div></body></html>' % height)
+    driver.get(page.as_uri())
+    saved, problems = _screenshot(driver, tmp_path / "long.png")
+    assert problems == [], problems
+    assert [p.name for p in saved] == ["long__part1.png", "long__part2.png", "long__part3.png"], saved
+    parts = [Image.open(p).convert("RGB") for p in saved]
+    sizes = [im.size for im in parts]
+    assert sizes == [(WINDOW[0], SHOT_PART_HEIGHT)] * 2 + [(WINDOW[0], 500)], sizes
+    assert parts[0].getpixel((5, 5)) == (0, 0, 255), "the page's top-left corner is not in the first part's"
+    assert parts[0].getpixel((WINDOW[0] - 5, 5)) == (0, 255, 0), (
+        "the page's top-right corner is not in the first part's")
+    assert parts[-1].getpixel((5, 495)) == (255, 0, 0), "the page's bottom-left corner is not in the last part's"
+    assert driver.execute_script("return window.innerHeight") < WINDOW[1], "the window was not given back its size"
