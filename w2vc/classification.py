@@ -55,7 +55,7 @@ def masked_mean(x: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torc
         raise ValueError(f"frame_mask must have shape (B, T) = {(B, T)}, got {tuple(frame_mask.shape)}")
     weights = frame_mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
     counts = weights.sum(dim=1)  # (B, 1)
-    if bool((counts == 0).any()):
+    if not torch.compiler.is_compiling() and bool((counts == 0).any()):  # eager only: no graph break
         raise ValueError("frame_mask marks no frame of some utterance as real; every utterance needs at least "
                          "one frame (is its audio shorter than the feature encoder's receptive field?)")
     return (x * weights).sum(dim=1) / counts  # (B, C)
@@ -75,6 +75,8 @@ def check_class_labels(labels: torch.Tensor, num_labels: int, ignore_index: int 
     """
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}; use labels.long()")
+    if torch.compiler.is_compiling():  # the values are checked in eager calls only (no graph break)
+        return
     valid = labels if ignore_index is None else labels[labels != ignore_index]
     bad = valid[(valid < 0) | (valid >= num_labels)]
     if bad.numel():

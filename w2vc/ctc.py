@@ -3,6 +3,7 @@
 # %% notebooks/09_ctc.ipynb, cell 4
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -51,15 +52,16 @@ def ctc_loss(logits: torch.Tensor, labels: torch.Tensor, frame_lengths: torch.Te
     if reduction not in ("sum", "mean", "none"):
         raise ValueError(f"reduction (config.ctc_loss_reduction): expected 'sum', 'mean' or 'none', got {reduction!r}")
     labels = labels.to(logits.device).long()
+    checking = not torch.compiler.is_compiling()  # the checks read values: eager calls only (no graph break)
     bad = (labels >= V) | ((labels < 0) & (labels != IGNORE_INDEX))
-    if bad.any():
+    if checking and bad.any():
         raise ValueError(f"labels: ids must be in [0, vocab_size={V}) or {IGNORE_INDEX} for padding, got "
                          f"{sorted(set(labels[bad].tolist()))[:10]}; the tokenizer and config.vocab_size "
                          f"must agree (config.vocab_size = tokenizer.vocab_size)")
     real = (labels != IGNORE_INDEX) & (labels != blank_id)  # (B, U)
     target_lengths = real.sum(dim=-1)  # (B,)
     frame_lengths = torch.as_tensor(frame_lengths, device=logits.device).long()
-    if not zero_infinity:
+    if checking and not zero_infinity:
         for b in range(B):
             needed = ctc_min_frames(labels[b][real[b]])
             if needed > frame_lengths[b]:
@@ -68,9 +70,16 @@ def ctc_loss(logits: torch.Tensor, labels: torch.Tensor, frame_lengths: torch.Te
                     f"(one per symbol, plus a blank between equal neighbours), but its audio gives only "
                     f"{int(frame_lengths[b])} frames. Drop such items, shorten their transcripts, or set "
                     f"config.ctc_zero_infinity=True to give them zero loss and zero gradient")
+    # each row's real labels moved to its front, in order (a stable sort), the rest blanks: F.ctc_loss reads
+    # the first target_lengths[b] ids of row b, and the shape (B, U) does not depend on the labels' values
+    order = torch.sort((~real).to(torch.uint8), dim=-1, stable=True).indices  # (B, U)
+    targets = torch.where(real, labels, blank_id).gather(1, order)  # (B, U)
     log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (T, B, V): time first for F.ctc_loss
-    with torch.backends.cudnn.flags(enabled=False):  # cuDNN's CTC has other rules for the targets
-        return F.ctc_loss(log_probs, labels.masked_select(real), frame_lengths, target_lengths, blank=blank_id,
+    # cuDNN's CTC has other rules for the targets (it takes only int32 ones, so these long ones never reach it);
+    # torch.compile cannot trace the switch, so there it is left out
+    no_cudnn = contextlib.nullcontext() if torch.compiler.is_compiling() else torch.backends.cudnn.flags(enabled=False)
+    with no_cudnn:
+        return F.ctc_loss(log_probs, targets, frame_lengths, target_lengths, blank=blank_id,
                           reduction=reduction, zero_infinity=zero_infinity)
 
 
@@ -139,7 +148,8 @@ class Wav2Vec2ConformerForCTC(Wav2Vec2ConformerPreTrainedModel):
         if labels is not None:
             V = self.config.vocab_size
             bad = (labels >= V) | ((labels < 0) & (labels != IGNORE_INDEX))
-            if bad.any():  # checked before the forward pass, which would be wasted
+            # checked before the forward pass, which would be wasted (in eager calls: they read values)
+            if not torch.compiler.is_compiling() and bad.any():
                 raise ValueError(f"labels: ids must be in [0, vocab_size={V}) or {IGNORE_INDEX} for padding, got "
                                  f"{sorted(set(labels[bad].tolist()))[:10]}; the tokenizer and config.vocab_size "
                                  f"must agree (config.vocab_size = tokenizer.vocab_size)")

@@ -63,7 +63,7 @@ def codevector_perplexity(probs: torch.Tensor, mask: torch.Tensor | None = None)
         average = probs.mean(dim=0)                                           # (G, V)
     else:
         keep = mask.reshape(-1).to(device=probs.device, dtype=probs.dtype)   # (N,)
-        if not bool(keep.any()):
+        if not torch.compiler.is_compiling() and not bool(keep.any()):  # eager only: no graph break
             raise ValueError("mask_time_indices masks no frame, so the perplexity of the masked frames is "
                              "undefined; mask at least one frame (see w2vc.masking.compute_mask_indices)")
         average = (probs * keep[:, None, None]).sum(dim=0) / keep.sum()      # (G, V)
