@@ -492,3 +492,70 @@ def test_training_step_and_evaluation_run_on_a_tiny_model():
     assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
     result = evaluate_recognizer(model, processor, utts, batch_size=2)
     assert result.keys() == {"cer", "wer", "empty"} and result["cer"] >= 0 and 0 <= result["empty"] <= 1
+
+
+# ---------------------------------------------------------------- what pretraining buys (9.5)
+
+class _FakeCorpus:
+    """A few noise 'utterances' with transcripts: enough for ctc_experiment's code path, in seconds."""
+
+    def __init__(self, train=20, test=4):
+        texts = ["go left", "stop", "three two one", "yes"]
+
+        class Utt:
+            def __init__(self, i):
+                self.audio = torch.randn(12800 + 320 * (i % 7), generator=torch.Generator().manual_seed(i)).numpy()
+                self.text = texts[i % len(texts)] if i < 16 else "zebra"  # letters only beyond the 16th
+
+        self.train = [Utt(i) for i in range(train)]
+        self.test = [Utt(1000 + i) for i in range(test)]
+
+
+def test_ctc_experiment_names_a_bad_init_and_a_bad_label_count():
+    from w2vc import ctc_experiment
+    with pytest.raises(ValueError, match=r"init: expected 'pretrained' .* or 'scratch', got 'random'"):
+        ctc_experiment("random", 50, steps=1, lr=1e-3, corpus=_FakeCorpus())
+    with pytest.raises(ValueError, match=r"labels: expected 16 \(one batch\) to 20 \(the training set\), got 8"):
+        ctc_experiment("scratch", 8, steps=1, lr=1e-3, corpus=_FakeCorpus())
+    with pytest.raises(ValueError, match=r"got 21"):
+        ctc_experiment("scratch", 21, steps=1, lr=1e-3, corpus=_FakeCorpus())
+
+
+def test_ctc_experiment_trains_on_the_first_labels_and_reports_its_run():
+    from w2vc import ctc_experiment
+    corpus = _FakeCorpus()
+    result = ctc_experiment("scratch", 16, steps=2, lr=1e-3, warmup_steps=1, eval_every=1, corpus=corpus,
+                            device="cpu", keep_model=True)
+    assert {k: result[k] for k in ("init", "labels", "steps", "lr", "warmup_steps", "decay")} == {
+        "init": "scratch", "labels": 16, "steps": 2, "lr": 1e-3, "warmup_steps": 1, "decay": "linear"}
+    assert [step for step, _ in result["curve"]] == [1, 2] and result["cer"] == result["curve"][-1][1]
+    assert result["seconds"] > 0 and result["history"].last("cer") == result["cer"]
+    # the vocabulary holds every letter of the whole training set, also those only beyond the first 16: z, b, a
+    assert result["model"].lm_head.out_features == 5 + len(set("goleftstopthreetwooneyes") | set("zebra"))
+
+
+def test_the_stored_label_efficiency_results_are_complete_and_fair():
+    """w2vc/results/label_efficiency.json, which chapter 9 reads: what tools/label_efficiency.py must have written."""
+    import json
+    from importlib import resources
+
+    from w2vc.ctc_training import FINETUNE_RECIPE, LABEL_COUNTS, LABEL_EFFICIENCY_FILE, SCRATCH_CANDIDATES
+    assert resources.files("w2vc").joinpath("results/label_efficiency.json").is_file()
+    stored = json.loads(LABEL_EFFICIENCY_FILE.read_text())
+    fair = stored["fair_baseline"]
+    assert fair["budget_seconds"] == pytest.approx(fair["pretraining_seconds"] + fair["finetune"]["seconds"])
+    assert {k: fair["finetune"][k] for k in FINETUNE_RECIPE} == FINETUNE_RECIPE and fair["finetune"]["labels"] == 3000
+    recipes = [{k: run[k] for k in ("lr", "warmup_steps", "decay")} for run in fair["candidates"]]
+    assert recipes == [dict(c) for c in SCRATCH_CANDIDATES]
+    for run in fair["candidates"]:  # every candidate trained from scratch on all labels, within the budget
+        assert run["init"] == "scratch" and run["labels"] == 3000 and run["steps"] == fair["scratch_steps"]
+        assert run["seconds"] <= 1.15 * fair["budget_seconds"], run
+    assert fair["scratch_best"] == min(fair["candidates"], key=lambda r: r["cer"])
+    assert fair["scratch_recipe"] == {k: fair["scratch_best"][k] for k in ("lr", "warmup_steps", "decay")}
+    curve = stored["curve"]
+    assert curve["steps"] == FINETUNE_RECIPE["steps"]
+    points = {(p["init"], p["labels"]): p for p in curve["points"]}
+    assert set(points) == {(init, n) for init in ("pretrained", "scratch") for n in LABEL_COUNTS} and len(LABEL_COUNTS) >= 4
+    for (init, n), p in points.items():
+        recipe = FINETUNE_RECIPE if init == "pretrained" else {**fair["scratch_recipe"], "steps": curve["steps"]}
+        assert {k: p[k] for k in recipe} == recipe and 0 <= p["cer"] <= 2, p

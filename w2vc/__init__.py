@@ -118,6 +118,8 @@ _EXPORTS = {
     "length_sorted_batches": "ctc_training",
     "ctc_training_step": "ctc_training",
     "evaluate_recognizer": "ctc_training",
+    "ctc_experiment": "ctc_training",
+    "unseen_voice_test_set": "ctc_training",
     "load_recognizer": "recognizer",
     "frame_logits": "recognizer",
     "chunk_windows": "recognizer",

@@ -1,6 +1,6 @@
 # GENERATED from notebooks/09_ctc.ipynb by tools/export.py: do not edit. Edit the notebook, then run `python tools/export.py`.
 
-# %% notebooks/09_ctc.ipynb, cell 99
+# %% notebooks/09_ctc.ipynb, cell 109
 from __future__ import annotations
 
 import math
@@ -100,7 +100,7 @@ def load_recognizer(folder, device=None) -> tuple[Wav2Vec2ConformerForCTC, Wav2V
     return model.to(device).eval(), Wav2Vec2Processor(feature_extractor, tokenizer)
 
 
-# %% notebooks/09_ctc.ipynb, cell 101
+# %% notebooks/09_ctc.ipynb, cell 111
 def _frame_stride(config: Wav2Vec2ConformerConfig) -> int:
     """Samples per output frame: the conv strides (and the adapter's, when there is one)."""
     stride = config.inputs_to_logits_ratio
@@ -146,7 +146,7 @@ def chunk_windows(num_samples: int, chunk_samples: int, stride_samples: int,
     return windows
 
 
-# %% notebooks/09_ctc.ipynb, cell 105
+# %% notebooks/09_ctc.ipynb, cell 115
 @torch.no_grad()
 def frame_logits(model: Wav2Vec2ConformerForCTC, processor: Wav2Vec2Processor, waveforms, *,
                  chunk_length_s: float | None = 20.0, stride_length_s: float | None = None,
@@ -205,7 +205,7 @@ def frame_logits(model: Wav2Vec2ConformerForCTC, processor: Wav2Vec2Processor, w
     return [torch.cat(parts) for parts in stitched]
 
 
-# %% notebooks/09_ctc.ipynb, cell 107
+# %% notebooks/09_ctc.ipynb, cell 117
 SILENCE_DB = -60.0  # RMS level (dBFS) below which audio counts as silence
 
 
