@@ -559,3 +559,16 @@ def test_the_stored_label_efficiency_results_are_complete_and_fair():
     for (init, n), p in points.items():
         recipe = FINETUNE_RECIPE if init == "pretrained" else {**fair["scratch_recipe"], "steps": curve["steps"]}
         assert {k: p[k] for k in recipe} == recipe and 0 <= p["cer"] <= 2, p
+
+
+def test_label_efficiency_tool_says_to_tune_before_the_curve(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "results.json"
+    result = subprocess.run([sys.executable, str(root / "tools" / "label_efficiency.py"), "curve", "--out", str(out)],
+                            capture_output=True, text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert result.returncode != 0 and not out.exists()
+    assert "has no scratch recipe yet: run `python tools/label_efficiency.py tune` first" in result.stderr

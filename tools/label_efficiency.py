@@ -19,8 +19,8 @@ of, comparing them with the stored ones):
 
 Usage (2 CPU cores; run one at a time, nothing else heavy beside it)::
 
-    python tools/label_efficiency.py tune     # about 20 minutes
-    python tools/label_efficiency.py curve    # about 25 minutes
+    python tools/label_efficiency.py tune     # about 25 minutes
+    python tools/label_efficiency.py curve    # about 20 minutes (needs tune's scratch recipe)
     python tools/label_efficiency.py point --init scratch --labels 150   # one point, printed
 
 Each command updates its part of the JSON file and leaves the other parts as they are.
