@@ -95,11 +95,16 @@ def tune(args) -> None:
     save_results(args.out, results)
 
 
+def tuned_scratch_recipe(results: dict, out: Path) -> dict:
+    """The scratch recipe that ``tune`` chose, or a clear exit when ``tune`` has not run for ``out``."""
+    if "fair_baseline" not in results:
+        raise SystemExit(f"{out} has no scratch recipe yet: run `python tools/label_efficiency.py tune` first")
+    return results["fair_baseline"]["scratch_recipe"]
+
+
 def curve(args) -> None:
     results = load_results(args.out)
-    if "fair_baseline" not in results:
-        raise SystemExit(f"{args.out} has no scratch recipe yet: run `python tools/label_efficiency.py tune` first")
-    scratch_recipe = results["fair_baseline"]["scratch_recipe"]
+    scratch_recipe = tuned_scratch_recipe(results, args.out)
     points = []
     for n in args.labels or LABEL_COUNTS:
         for init, recipe in (("pretrained", FINETUNE_RECIPE), ("scratch", scratch_recipe)):
@@ -118,7 +123,7 @@ def curve(args) -> None:
 
 def point(args) -> None:
     results = load_results(args.out)
-    recipe = FINETUNE_RECIPE if args.init == "pretrained" else results["fair_baseline"]["scratch_recipe"]
+    recipe = FINETUNE_RECIPE if args.init == "pretrained" else tuned_scratch_recipe(results, args.out)
     run = ctc_experiment(args.init, args.labels[0], **{**recipe, "steps": args.steps}, eval_every=None)
     print(json.dumps(run))
 
@@ -133,6 +138,9 @@ def main() -> None:
     parser.add_argument("--pretraining-seconds", type=float, default=173.0,
                         help="chapter 8's pretraining time on this machine (its stored output)")
     args = parser.parse_args()
+    if args.command == "point" and (args.labels is None or len(args.labels) != 1):
+        parser.error(f"point trains one model: give one number of labelled utterances, e.g. --labels 200 "
+                     f"(got {args.labels})")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         {"tune": tune, "curve": curve, "point": point}[args.command](args)

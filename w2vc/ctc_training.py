@@ -137,7 +137,7 @@ def ctc_experiment(init: str, labels: int, *, steps: int, lr: float, warmup_step
         batch_size: utterances per step.
         corpus: the corpus (default ``load_corpus()``).
         device: where to train (default: a GPU when there is one).
-        keep_model: also return the trained ``"model"`` and the ``"history"``.
+        keep_model: also return the trained ``"model"``, its ``"processor"`` and the ``"history"``.
 
     Returns:
         ``{"init", "labels", "steps", "lr", "warmup_steps", "decay", "seconds", "cer", "wer", "curve"}``:
