@@ -23,7 +23,8 @@ BLOCK = 8
 def layer_and_table(position, T, seed=0, hidden=32, heads=4):
     """A small attention layer with random weights (u and v too) and its position table for T frames."""
     config = Wav2Vec2ConformerConfig(hidden_size=hidden, num_attention_heads=heads, attention_dropout=0.0,
-                                     position_embeddings_type=position, max_source_positions=16)
+                                     position_embeddings_type=position, max_source_positions=16,
+                                     attn_implementation="eager")   # layer(...) is the reference: chapter 5's code
     torch.manual_seed(seed)
     layer = Wav2Vec2ConformerSelfAttention(config)
     if position == "relative":
@@ -117,7 +118,8 @@ def _largest_tensor(fn):
 
 def test_relative_path_memory_grows_linearly_eager_quadratically():
     """On the meta device (nothing computed): quadruple T and eager's largest tensor grows ~16x, ours ~4x."""
-    config = Wav2Vec2ConformerConfig(hidden_size=64, num_attention_heads=4, position_embeddings_type="relative")
+    config = Wav2Vec2ConformerConfig(hidden_size=64, num_attention_heads=4, position_embeddings_type="relative",
+                                     attn_implementation="eager")
     with torch.device("meta"):
         layer = Wav2Vec2ConformerSelfAttention(config).eval()
     sizes = {}
@@ -255,3 +257,43 @@ def test_the_bench_is_in_the_package_and_prints_its_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "w2vc sdpa" in out and "1.50x" in out and "0.67x" in out, out      # 30 / 20 s; 2 / 3 GiB
     assert "w2vc eager" in out and "skipped: needs about 11.0 GiB" in out, out
+
+
+def test_the_bench_compares_each_dtype_with_transformers_in_the_same_dtype(tmp_path, capsys):
+    import json
+
+    from w2vc.bench import main as bench_main
+    rows = [{"position": "rotary", "audio_s": 10, "library": lib, "attn": attn, "dtype": dtype, "seconds": s,
+             "peak_gib": 1.0, "probe": [[0.0]], "compile_s": c}
+            for lib, attn, dtype, s, c in [("w2vc", "sdpa", "float32", 2.0, None), ("w2vc", "sdpa+compile", "float32", 1.6, 40.0),
+                                           ("transformers", "sdpa", "float32", 2.0, None),
+                                           ("w2vc", "sdpa", "bfloat16", 1.0, None), ("transformers", "sdpa", "bfloat16", 1.5, None)]]
+    lines = tmp_path / "cases.jsonl"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert bench_main(["--table-from", str(lines)]) == 0
+    out = capsys.readouterr().out
+    assert "w2vc sdpa+compile" in out and "1.25x" in out and "(compiling: 40 s)" in out, out   # 2.0 / 1.6 s
+    assert "w2vc sdpa bfloat16" in out and "1.50x" in out, out                                  # 1.5 / 1.0 s, not 2.0
+
+
+def test_the_bench_skips_bfloat16_on_a_cpu_without_it_and_says_why(tmp_path, capsys, monkeypatch):
+    import w2vc.bench
+    import w2vc.recognizer
+    monkeypatch.setattr(w2vc.recognizer, "_bf16_supported", lambda device: False)
+    monkeypatch.setattr(w2vc.bench, "make_folder", lambda folder, position: None)
+    monkeypatch.setattr(w2vc.bench, "run_case", lambda *a: pytest.fail("a bfloat16 case ran on a CPU without bf16"))
+    assert w2vc.bench.main(["--seconds", "10", "--positions", "rotary", "--dtype", "bfloat16", "--compile",
+                            "--folder", str(tmp_path / "weights")]) == 0
+    cases = [line for line in capsys.readouterr().out.splitlines() if line.startswith("rotary")]
+    assert len(cases) >= 3 and "w2vc sdpa+compile bfloat16" in "\n".join(cases), cases     # eager, sdpa, compiled
+    assert all("skipped: dtype: bfloat16 asked for, but this CPU has no native bfloat16 arithmetic" in line
+               for line in cases), cases
+
+
+@pytest.mark.parametrize("args, message", [(["--repeats", "0"], "--repeats: expected at least 1 pass, got 0"),
+                                           (["--seconds", "10", "-5"], "--seconds: expected lengths above 0, got [10.0, -5.0]")])
+def test_the_bench_refuses_bad_arguments(capsys, args, message):
+    from w2vc.bench import main as bench_main
+    with pytest.raises(SystemExit) as exit_:
+        bench_main(args)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

@@ -143,3 +143,19 @@ def test_sequence_classification_training_compiles_whole():
     torch.manual_seed(1)
     got = compiled(model)(x, attention_mask=mask, labels=labels).loss
     assert abs(got - want) <= ATOL * abs(want)
+
+
+@pytest.mark.parametrize("position", ["rotary", "relative", None])
+def test_body_inference_with_sdpa_compiles_whole(position):
+    """Chapter 13's fused attention compiles whole too. Its relative path loops over blocks of queries in Python,
+    so dynamo specialises the graph on the length (a new length compiles again; torch.export, which must keep
+    the length symbolic, refuses it: ONNX export runs eager attention)."""
+    torch.manual_seed(0)
+    model = Wav2Vec2ConformerModel(w2vc_config(position_embeddings_type=position, attn_implementation="sdpa")).eval()
+    torch._dynamo.reset()
+    fast = torch.compile(model, fullgraph=True, dynamic=True, backend="aot_eager")
+    with torch.no_grad():
+        for lengths in ([2600, 1900, 1200], [3100, 3100]):
+            x, mask = audio_batch(lengths)
+            want = model(x, attention_mask=mask).last_hidden_state
+            assert (fast(x, attention_mask=mask).last_hidden_state - want).abs().max() <= ATOL

@@ -50,7 +50,9 @@ def _load_for_export(folder: Path):
                                              Wav2Vec2ConformerModel)}
     settings = json.loads((folder / "config.json").read_text())
     name = next((a for a in settings.get("architectures") or [] if a in classes), "Wav2Vec2ConformerModel")
-    return classes[name].from_pretrained(folder).eval(), name
+    # eager attention, whatever the default: the fused relative path (chapter 13) loops over blocks of
+    # queries, a Python loop over the length, which torch.export cannot trace with a dynamic length
+    return classes[name].from_pretrained(folder, attn_implementation="eager").eval(), name
 
 
 def export_onnx(folder, path, *, opset: int = 18, example_seconds: float = 1.0) -> Path:
