@@ -6,7 +6,7 @@
 Side by side in one run, each measurement in its own Python process: base size (12 blocks x 768, 12 heads,
 random weights, float32 or ``--dtype bfloat16`` autocast), two threads, one utterance of 10, 60 and 120
 seconds, relative and rotary positions. Every library loads the same weights from the same folder.
-``--compile`` adds w2vc's default path under ``torch.compile`` (timed after the compiling pass, whose seconds
+``--compile`` adds w2vc's sdpa path under ``torch.compile`` (timed after the compiling pass, whose seconds
 are reported too). A case reports the seconds of one
 forward pass (the best of ``--repeats`` at 10 s, one pass at longer lengths, after a 1 s warm-up pass) and the
 process's peak resident set size (VmHWM), and the table gives the ratios to transformers' best of eager and
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
                         help="float32, and/or bfloat16 autocast (needs a GPU or a CPU with bfloat16 instructions)")
     parser.add_argument("--compile", action="store_true",
-                        help="also time w2vc's default path under torch.compile (compiling takes a minute or more)")
+                        help="also time w2vc's sdpa path under torch.compile (compiling takes a minute or more)")
     parser.add_argument("--memory-gb", type=float, default=10.0,
                         help="skip cases whose estimated peak RSS (GiB) is larger")
     parser.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "w2vc-bench-attention"), help="where the weights are written")
