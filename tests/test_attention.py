@@ -256,7 +256,7 @@ def test_the_bench_is_in_the_package_and_prints_its_table(tmp_path, capsys):
     assert cli_main(["bench", "--table-from", str(lines)]) == 0
     out = capsys.readouterr().out
     assert "w2vc sdpa" in out and "1.50x" in out and "0.67x" in out, out      # 30 / 20 s; 2 / 3 GiB
-    assert "w2vc eager" in out and "skipped: needs about 11.0 GiB" in out, out
+    assert "w2vc eager" in out and "w2vc eager: skipped, needs about 11.0 GiB" in out, out
 
 
 def test_the_bench_compares_each_dtype_with_transformers_in_the_same_dtype(tmp_path, capsys):
@@ -272,7 +272,8 @@ def test_the_bench_compares_each_dtype_with_transformers_in_the_same_dtype(tmp_p
     lines.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert bench_main(["--table-from", str(lines)]) == 0
     out = capsys.readouterr().out
-    assert "w2vc sdpa+compile" in out and "1.25x" in out and "(compiling: 40 s)" in out, out   # 2.0 / 1.6 s
+    assert "w2vc sdpa+compile" in out and "1.25x" in out, out                                  # 2.0 / 1.6 s
+    assert "rotary     10s  w2vc sdpa+compile: compiling took 40 s" in out, out
     assert "w2vc sdpa bfloat16" in out and "1.50x" in out, out                                  # 1.5 / 1.0 s, not 2.0
 
 
@@ -286,7 +287,7 @@ def test_the_bench_skips_bfloat16_on_a_cpu_without_it_and_says_why(tmp_path, cap
                             "--folder", str(tmp_path / "weights")]) == 0
     cases = [line for line in capsys.readouterr().out.splitlines() if line.startswith("rotary")]
     assert len(cases) >= 3 and "w2vc sdpa+compile bfloat16" in "\n".join(cases), cases     # eager, sdpa, compiled
-    assert all("skipped: dtype: bfloat16 asked for, but this CPU has no native bfloat16 arithmetic" in line
+    assert all("skipped, dtype: bfloat16 asked for, but this CPU has no native bfloat16 arithmetic" in line
                for line in cases), cases
 
 

@@ -248,18 +248,18 @@ PROSE_NUMBERS = [
      r"^(?=[\s\S]*?^bfloat16: CER .*\((\d+) s\))\s*float32: CER .*\((\d+) s\)"),
     ("13_fast", r"at 10 s, ([\d.]+) s a pass against ([\d.]+) s uncompiled\s+with relative positions, and ([\d.]+) s "
      r"against ([\d.]+) s with rotary ones, after (\d+) s and (\d+) s of compiling",
-     r"\A(?=[\s\S]*?^relative\s+10s w2vc sdpa\+compile\s+([\d.]+))(?=[\s\S]*?^relative\s+10s w2vc sdpa\s+([\d.]+))"
-     r"(?=[\s\S]*?^rotary\s+10s w2vc sdpa\+compile\s+([\d.]+))(?=[\s\S]*?^rotary\s+10s w2vc sdpa\s+([\d.]+))"
-     r"(?=[\s\S]*?^relative\s+10s w2vc sdpa\+compile.*compiling: (\d+) s)"
-     r"(?=[\s\S]*?^rotary\s+10s w2vc sdpa\+compile.*compiling: (\d+) s)"),
+     r"\A(?=[\s\S]*?^relative\s+10s\s+w2vc sdpa\+compile\s+([\d.]+))(?=[\s\S]*?^relative\s+10s\s+w2vc sdpa\s+([\d.]+))"
+     r"(?=[\s\S]*?^rotary\s+10s\s+w2vc sdpa\+compile\s+([\d.]+))(?=[\s\S]*?^rotary\s+10s\s+w2vc sdpa\s+([\d.]+))"
+     r"(?=[\s\S]*?^relative\s+10s\s+w2vc sdpa\+compile: compiling took (\d+) s)"
+     r"(?=[\s\S]*?^rotary\s+10s\s+w2vc sdpa\+compile: compiling took (\d+) s)"),
     ("13_fast", r"at 60 s: the block-wise path takes ([\d.]+) s where transformers' best\s+takes ([\d.]+) s \(([\d.]+)x\), "
      r"in ([\d.]+)x its memory",
-     r"^relative\s+60s w2vc sdpa\s+([\d.]+)\s+\S+ G\s+(?=[\s\S]*?^relative\s+60s transformers sdpa\s+([\d.]+)\s)"
+     r"^relative\s+60s\s+w2vc sdpa\s+([\d.]+)\s+\S+ G\s+(?=[\s\S]*?^relative\s+60s\s+transformers sdpa\s+([\d.]+)\s)"
      r"([\d.]+)x\s+([\d.]+)x"),
     ("13_fast", r"at 120 s it takes ([\d.]+) s against ([\d.]+) s \(([\d.]+)x\) and ([\d.]+) GiB\s+against ([\d.]+) GiB "
      r"\(([\d.]+)x\)",
-     r"^relative\s+120s w2vc sdpa\s+([\d.]+)(?=[\s\S]*?^relative\s+120s transformers sdpa\s+([\d.]+))\s+"
-     r"(?=\S+ G\s+([\d.]+)x)([\d.]+) G(?=[\s\S]*?^relative\s+120s transformers sdpa\s+\S+\s+([\d.]+) G)"
+     r"^relative\s+120s\s+w2vc sdpa\s+([\d.]+)(?=[\s\S]*?^relative\s+120s\s+transformers sdpa\s+([\d.]+))\s+"
+     r"(?=\S+ G\s+([\d.]+)x)([\d.]+) G(?=[\s\S]*?^relative\s+120s\s+transformers sdpa\s+\S+\s+([\d.]+) G)"
      r"\s+\S+\s+([\d.]+)x"),
     # a chapter that quotes another's result: the fourth field names the notebook whose output prints it
     ("12_after_the_course", r"chapter 9 reached (\d+)% with 500 steps", r"^fine-tuned: 500 steps in .*; CER ([\d.]+)%",

@@ -191,9 +191,10 @@ def print_table(rows: list[dict], positions: list[str], lengths: list[float]) ->
     print()
     for where in dict.fromkeys((r["machine"], r["date"]) for r in rows if "machine" in r):
         print("measured on %s, %s" % where)
-    print(f"{'position':<9} {'audio':>6} {'case':<29} {'seconds':>8} {'peak RSS':>9} "
-          f"{'speed vs HF best':>17} {'RSS vs HF best':>15} {'max |diff|':>11}")
+    print(f"{'position':<8} {'audio':>5}  {'case':<26} {'seconds':>8} {'peak RSS':>8} {'speed':>6} {'RSS':>6} "
+          f"{'max|diff|':>9}")
     dtypes = list(dict.fromkeys(r.get("dtype", "float32") for r in rows))
+    compiling = []
     for position, seconds, dtype in ((p, s, d) for p in positions for s in lengths for d in dtypes):
         group = [r for r in rows if r["position"] == position and r["audio_s"] == seconds
                  and r.get("dtype", "float32") == dtype]
@@ -204,17 +205,20 @@ def print_table(rows: list[dict], positions: list[str], lengths: list[float]) ->
         probe = measured[0].get("probe") if measured else None
         for r in group:
             name = f"{r['library']} {r['attn']}" + ("" if dtype == "float32" else f" {dtype}")
+            row = f"{position:<8} {seconds:>4g}s  {name:<26}"
             if "seconds" not in r:
-                print(f"{position:<9} {seconds:>5g}s {name:<29} skipped: {r.get('skipped') or r.get('error')}")
+                print(f"{row.rstrip()}: skipped, {r.get('skipped') or r.get('error')}")
                 continue
             speed = f"{best_time / r['seconds']:.2f}x" if best_time else "-"
             rss = f"{r['peak_gib'] / best_rss:.2f}x" if best_rss else "-"
             diff = "-"
             if probe and r.get("probe"):
                 diff = f"{max(abs(a - b) for ra, rb in zip(r['probe'], probe) for a, b in zip(ra, rb)):.1e}"
-            compiled = f"  (compiling: {r['compile_s']:.0f} s)" if r.get("compile_s") else ""
-            print(f"{position:<9} {seconds:>5g}s {name:<29} {r['seconds']:>8.2f} {r['peak_gib']:>7.2f} G "
-                  f"{speed:>17} {rss:>15} {diff:>11}{compiled}")
-    print("\nspeed vs HF best: transformers' best time / this case's (above 1: faster); RSS likewise, this case's / "
-          "theirs (below 1: less). max |diff|: of a slice of last_hidden_state against the first case of the row. "
-          "Each dtype is compared with transformers' best in the same dtype.")
+            if r.get("compile_s"):
+                compiling.append(f"{row.rstrip()}: compiling took {r['compile_s']:.0f} s")
+            print(f"{row} {r['seconds']:>8.2f} {r['peak_gib']:>6.2f} G {speed:>6} {rss:>6} {diff:>9}")
+    print("\nspeed: transformers' best time (eager or sdpa, same dtype) / this case's; above 1: faster.\n"
+          "RSS: this case's peak / transformers' best; below 1: less. max|diff|: of a slice of\n"
+          "last_hidden_state against the first case of the row.")
+    for line in compiling:
+        print(line)
