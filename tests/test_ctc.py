@@ -365,7 +365,7 @@ def test_zero_infinity_matches_transformers(tmp_path):
 def test_training_mode_gradients_match_transformers(tmp_path, attn_implementation, dtype, relative):
     """Dropout off, so that train mode is deterministic: the gradient of the loss against transformers' (eager
     attention, helpers.hf_config). Our eager attention is the same computation: the gradients agree entry by
-    entry. Our default, chapter 13's fused attention, adds in another order: in float64 it agrees to 1e-10 of
+    entry. Chapter 13's fused attention ("sdpa") adds in another order: in float64 it agrees to 1e-10 of
     the largest entry (the same mathematics); in float32 the rounding differences of every block add up on the
     way back to the first convolution (1.4e-5 of the largest entry here), so float32 is held to 1e-4."""
     zero = dict(hidden_dropout=0.0, activation_dropout=0.0, attention_dropout=0.0, feat_proj_dropout=0.0,
