@@ -261,6 +261,10 @@ PROSE_NUMBERS = [
      r"^relative\s+120s\s+w2vc sdpa\s+([\d.]+)(?=[\s\S]*?^relative\s+120s\s+transformers sdpa\s+([\d.]+))\s+"
      r"(?=\S+ G\s+([\d.]+)x)([\d.]+) G(?=[\s\S]*?^relative\s+120s\s+transformers sdpa\s+\S+\s+([\d.]+) G)"
      r"\s+\S+\s+([\d.]+)x"),
+    ("13_fast", r"gains the most: ([\d.]+)x in the run stored[\s\S]*?stack gains ([\d.]+)x at inference[\s\S]*?"
+     r"GroupNorm is level \(([\d.]+)x\)",
+     r"^tiny, 16 x 2 s, .*\s([\d.]+)x\n(?=[\s\S]*?^large's \(LayerNorm\), .*\s([\d.]+)x)"
+     r"(?=[\s\S]*?^base \(GroupNorm\), .*\s([\d.]+)x)"),
     # a chapter that quotes another's result: the fourth field names the notebook whose output prints it
     ("12_after_the_course", r"chapter 9 reached (\d+)% with 500 steps", r"^fine-tuned: 500 steps in .*; CER ([\d.]+)%",
      "09_ctc"),

@@ -158,6 +158,16 @@ def test_optimizer_updates_all_parameters_at_once_with_the_numbers_of_the_loop()
         assert torch.equal(a, b)
 
 
+def test_fused_adamw_is_off_by_default_and_equals_the_default_to_rounding():
+    assert make_optimizer(_model(), _config()).defaults["fused"] is not True
+    assert make_optimizer(_model(), _config(fused_adamw=True)).defaults["fused"] is True
+    model, _ = _run()
+    fused = _model()
+    train(fused, sharded_batches(_items(), BATCH, _collate, seed=3), _step, _config(fused_adamw=True))
+    for a, b in zip(model.parameters(), fused.parameters()):
+        assert (a - b).abs().max() <= 1e-5 * a.abs().max()
+
+
 def _autocast_seen(**kw):
     seen = []
 

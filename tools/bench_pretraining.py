@@ -11,7 +11,8 @@ the same computation). Example::
     python tools/bench_pretraining.py --checkout main=/work/main --checkout lean=. --steps 60 --repeats 3
 
 A checkout can be run with settings of the training loop that it knows: ``--checkout "lean-bf16=.:bf16_on_cpu"``
-sets ``TrainingConfig.bf16_on_cpu=True`` for that run. W2VC_CACHE must hold chapter 1's corpus.
+sets ``TrainingConfig.bf16_on_cpu=True`` for that run, and ``--checkout "sdpa=.:attn_implementation=sdpa"`` sets
+a field of the model's configuration (here chapter 13's fast path). W2VC_CACHE must hold chapter 1's corpus.
 """
 from __future__ import annotations
 
@@ -31,7 +32,13 @@ sys.path.insert(0, checkout)
 torch.set_num_threads(threads)
 import w2vc, w2vc.pretraining as pretraining
 assert w2vc.__file__.startswith(checkout), (w2vc.__file__, checkout)
-settings = {name: True for name in switches.split(",") if name}
+# NAME=VALUE: a field of the model's config (attn_implementation=sdpa); NAME alone: a TrainingConfig switch
+overrides = dict(item.split("=", 1) for item in switches.split(",") if "=" in item)
+settings = {name: True for name in switches.split(",") if name and "=" not in name}
+if overrides:
+    base_recipe = pretraining.PretrainingRecipe
+    pretraining.PretrainingRecipe = lambda **kw: base_recipe(**kw, config_overrides={**base_recipe().config_overrides,
+                                                                                     **overrides})
 if settings:
     known = {f.name for f in dataclasses.fields(pretraining.TrainingConfig)}
     unknown = set(settings) - known

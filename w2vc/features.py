@@ -139,6 +139,7 @@ class Wav2Vec2ConformerFeatureEncoder(nn.Module):
     def __init__(self, config: Wav2Vec2ConformerConfig):
         super().__init__()
         self.config = config
+        self.attn_implementation = config.attn_implementation   # "sdpa": chapter 13's fast path, here too
         self.conv_layers = nn.ModuleList(
             Wav2Vec2ConformerConvLayer(config, i) for i in range(config.num_feat_extract_layers))
         self.gradient_checkpointing = False
@@ -165,13 +166,15 @@ class Wav2Vec2ConformerFeatureEncoder(nn.Module):
             (``None`` when ``lengths`` is ``None``).
         """
         check_input_values(input_values, self.config)
-        x = input_values[:, None, :]                        # (B, 1, S)
-        for layer in self.conv_layers:
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and self._requires_grad:
-                x = checkpoint(layer, x, use_reentrant=False)
-            else:
-                x = layer(x)                                # (B, C_i, L_i)
-        features = x.transpose(1, 2)                        # (B, C, T) -> (B, T, C)
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled() and self._requires_grad
+        if self.attn_implementation != "eager":             # chapter 13: the same stack as matrix products
+            from w2vc.fast_features import feature_encoder_forward   # imported here: chapter 13 comes later
+            features = feature_encoder_forward(self, input_values, recompute)
+        else:
+            x = input_values[:, None, :]                    # (B, 1, S)
+            for layer in self.conv_layers:
+                x = checkpoint(layer, x, use_reentrant=False) if recompute else layer(x)   # (B, C_i, L_i)
+            features = x.transpose(1, 2)                    # (B, C, T) -> (B, T, C)
         frame_lengths = None if lengths is None else feature_output_lengths(lengths, self.config, add_adapter=False)
         return features, frame_lengths
 

@@ -1,0 +1,83 @@
+# GENERATED from notebooks/13_fast.ipynb by tools/export.py: do not edit. Edit the notebook, then run `python tools/export.py`.
+
+# %% notebooks/13_fast.ipynb, cell 42
+"""Chapter 13: chapter 2's convolutional feature encoder as matrix products over frames (the ``"sdpa"`` path)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def frames_of(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """The windows a strided convolution reads, one row per output frame.
+
+    Args:
+        x: ``(B, L, C)``, channels last.
+        kernel, stride: of the convolution (no padding, no dilation).
+
+    Returns:
+        ``(B, L', kernel * C)`` with ``L' = (L - kernel) // stride + 1``. Row ``t`` holds the samples
+        ``t * stride`` to ``t * stride + kernel - 1``, time-major: all channels of the first sample, then of the
+        next. When ``kernel == stride`` the windows tile the signal and the result is a view, not a copy.
+    """
+    B, L, C = x.shape
+    n = (L - kernel) // stride + 1
+    if kernel == stride:
+        return x[:, :n * stride].reshape(B, n, kernel * C)                # a view when x is contiguous
+    return x.unfold(1, kernel, stride).transpose(2, 3).reshape(B, n, kernel * C)   # (B, L', C, k) -> copy
+
+
+def conv_as_matmul(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv`` on channels-last input: ``(B, L, C_in) -> (B, L', C_out)``, equal to ``conv`` on ``(B, C_in, L)``."""
+    if conv.padding != (0,) or conv.dilation != (1,) or conv.groups != 1:
+        raise ValueError(f"conv_as_matmul: the feature encoder's convolutions have no padding, dilation or "
+                         f"groups; got padding {conv.padding}, dilation {conv.dilation}, groups {conv.groups}")
+    weight = conv.weight.transpose(1, 2).reshape(conv.out_channels, -1)  # (C_out, k * C_in), time-major
+    return F.linear(frames_of(x, conv.kernel_size[0], conv.stride[0]), weight, conv.bias)
+
+
+def first_layer_channels_first(layer: nn.Module, waveform: torch.Tensor) -> torch.Tensor:
+    """Chapter 2's first conv layer on ``(B, S)`` audio as one product: ``(B, C, L')``, channels first."""
+    conv = layer.conv
+    windows = waveform.unfold(1, conv.kernel_size[0], conv.stride[0]).transpose(1, 2)   # (B, k, L'), a view
+    weight = conv.weight[:, 0, :].expand(len(waveform), -1, -1)            # (B, C, k), a view
+    x = torch.bmm(weight, windows.contiguous())                            # (B, C, L'), channels first
+    if conv.bias is not None:
+        x = x + conv.bias[:, None]
+    if layer.norm_kind == "group":
+        x = layer.layer_norm(x)                                            # each channel over time
+    return layer.activation(x)
+
+
+def layer_channels_last(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Chapter 2's conv layer with LayerNorm, channels last: ``(B, L, C_in) -> (B, L', C_out)``, no transposes."""
+    return layer.activation(layer.layer_norm(conv_as_matmul(layer.conv, x)))
+
+
+def feature_encoder_forward(encoder: nn.Module, input_values: torch.Tensor, recompute: bool = False) -> torch.Tensor:
+    """Chapter 2's feature encoder, ``(B, S) -> (B, T, C)``, equal to its eager forward to float rounding.
+
+    Args:
+        encoder: a ``Wav2Vec2ConformerFeatureEncoder`` (its layers' weights are used).
+        input_values: ``(B, S)`` audio.
+        recompute: recompute each layer in the backward pass instead of keeping its output (gradient
+            checkpointing).
+
+    Returns:
+        ``(B, T, conv_dim[-1])`` features.
+    """
+    def run(fn, *args):
+        return checkpoint(fn, *args, use_reentrant=False) if recompute else fn(*args)
+
+    layers = encoder.conv_layers
+    if layers[0].norm_kind == "layer":               # every layer normalises over channels: stay channels last
+        x = input_values[:, :, None]                  # (B, S, 1)
+        for layer in layers:
+            x = run(layer_channels_last, layer, x)    # (B, L_i, C_i)
+        return x
+    x = run(first_layer_channels_first, layers[0], input_values)   # (B, C, L_1); GroupNorm wants channels first
+    for layer in layers[1:]:
+        x = run(layer, x)                             # chapter 2's layer: Conv1d, then the activation
+    return x.transpose(1, 2)                          # (B, C, T) -> (B, T, C)
