@@ -262,9 +262,13 @@ PROSE_NUMBERS = [
      r"(?=\S+ G\s+([\d.]+)x)([\d.]+) G(?=[\s\S]*?^relative\s+120s\s+transformers sdpa\s+\S+\s+([\d.]+) G)"
      r"\s+\S+\s+([\d.]+)x"),
     ("13_fast", r"gains the most: ([\d.]+)x in the run stored[\s\S]*?stack gains ([\d.]+)x at inference[\s\S]*?"
-     r"GroupNorm is level \(([\d.]+)x\)",
+     r"GroupNorm\s+is level \(([\d.]+)x\)",
      r"^tiny, 16 x 2 s, .*\s([\d.]+)x\n(?=[\s\S]*?^large's \(LayerNorm\), .*\s([\d.]+)x)"
      r"(?=[\s\S]*?^base \(GroupNorm\), .*\s([\d.]+)x)"),
+    ("13_fast", r"With GroupNorm the peak falls from ([\d.]+) GiB to ([\d.]+) GiB, with LayerNorm from ([\d.]+) GiB to "
+     r"([\d.]+) GiB",
+     r"^base \(GroupNorm\)\s+120 s: eager ([\d.]+) GiB, products ([\d.]+) GiB\s+"
+     r"large's \(LayerNorm\)\s+120 s: eager ([\d.]+) GiB, products ([\d.]+) GiB"),
     # a chapter that quotes another's result: the fourth field names the notebook whose output prints it
     ("12_after_the_course", r"chapter 9 reached (\d+)% with 500 steps", r"^fine-tuned: 500 steps in .*; CER ([\d.]+)%",
      "09_ctc"),

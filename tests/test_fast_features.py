@@ -2,14 +2,17 @@
 
 Forward to 1e-5 and the gradient of every parameter to 1e-5 relative (float32), for the LayerNorm stack (tiny
 preset; the published large models' stack, with conv biases) and the GroupNorm stack (base), with and without
-gradient checkpointing; `attn_implementation="sdpa"` takes this path; bad input gets an error naming the fix.
+gradient checkpointing; inference (no autograd) overwrites in place and runs long audio a chunk of frames at a
+time, with the same numbers; `attn_implementation="sdpa"` takes this path; bad input gets an error naming the fix.
 """
 import pytest
 import torch
 from torch import nn
 
 from w2vc.config import Wav2Vec2ConformerConfig
-from w2vc.fast_features import conv_as_matmul, feature_encoder_forward, frames_of
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from w2vc.fast_features import conv_as_matmul, feature_encoder_forward, frames_of, in_chunks
 from w2vc.features import Wav2Vec2ConformerFeatureEncoder
 
 CONFIGS = {
@@ -77,3 +80,46 @@ def test_conv_as_matmul_refuses_a_padded_convolution():
     with pytest.raises(ValueError, match=r"conv_as_matmul: the feature encoder's convolutions have no padding.*"
                                          r"got padding \(1,\)"):
         conv_as_matmul(conv, torch.randn(1, 10, 4))
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_inference_in_place_and_in_chunks_equals_chapter_2(name):
+    """3 s of audio: 9599 frames after the first layer, so the chunks of 4096 frames are used; in place."""
+    encoder = encoder_of(name).eval()
+    audio = torch.randn(2, 48000, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        eager, fast = encoder(audio)[0], feature_encoder_forward(encoder, audio)
+    assert (fast - eager).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_in_chunks_equals_the_whole_layer(dim):
+    conv = nn.Conv1d(3, 5, kernel_size=3, stride=2)
+    x = torch.randn(2, 3, 101, generator=torch.Generator().manual_seed(4))       # (B, C, L): 50 frames
+    layer = conv if dim == 2 else (lambda part: conv_as_matmul(conv, part))
+    x = x if dim == 2 else x.transpose(1, 2).contiguous()                          # (B, L, C) channels last
+    with torch.no_grad():
+        whole = layer(x)
+        for frames in (1, 7, 49, 50, 64):                                          # ragged, exact and whole
+            assert torch.allclose(in_chunks(layer, x, 3, 2, dim=dim, frames=frames), whole, atol=1e-6), frames
+
+
+class _Ops(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.names = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_inference_overwrites_in_place_and_training_does_not():
+    encoder = encoder_of("base's stack, GroupNorm")
+    audio = torch.randn(1, 4000, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad(), _Ops() as ops:
+        feature_encoder_forward(encoder, audio)
+    assert "aten.gelu_.default" in ops.names and "aten.native_group_norm.default" not in ops.names
+    with _Ops() as ops:
+        feature_encoder_forward(encoder, audio)
+    assert "aten.gelu_.default" not in ops.names and "aten.native_group_norm.default" in ops.names

@@ -203,6 +203,15 @@ def test_cpu_supports_bf16_follows_the_cpu_flags():
     assert cpu_supports_bf16() == bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
 
 
+def test_cpu_supports_bf16_asks_arm_for_its_bf16_extension(monkeypatch):
+    import platform
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    assert cpu_supports_bf16() is True
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False, raising=False)
+    assert cpu_supports_bf16() is False
+
+
 @pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no bfloat16 instructions")
 def test_bf16_on_cpu_trains():
     model = _model()

@@ -30,13 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
+from w2vc.bench import machine as bench_machine
 from w2vc.ctc_training import (FINETUNE_CANDIDATES, FINETUNE_RECIPE, LABEL_COUNTS, LABEL_EFFICIENCY_FILE,
                                SCRATCH_CANDIDATES, ctc_experiment)
 
@@ -54,8 +54,9 @@ def save_results(path: Path, results: dict) -> None:
 
 
 def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+    """Where and when a result was measured: the CPU (model name and cores, as the bench says it), threads, torch."""
+    return {"cpu": bench_machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d")}
 
 
 def tune(args) -> None:

@@ -1,6 +1,6 @@
 # GENERATED from notebooks/13_fast.ipynb by tools/export.py: do not edit. Edit the notebook, then run `python tools/export.py`.
 
-# %% notebooks/13_fast.ipynb, cell 62
+# %% notebooks/13_fast.ipynb, cell 65
 """Time and peak memory of attention: w2vc eager against w2vc sdpa (chapter 13), and transformers' two.
 
 Side by side in one run, each measurement in its own Python process: base size (12 blocks x 768, 12 heads,

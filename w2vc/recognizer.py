@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import platform
 import warnings
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from w2vc.decoding import ctc_beam_search_decode, ctc_greedy_decode
 from w2vc.model import INDEX_FILES, WEIGHTS_FILES, read_state_dict
 from w2vc.processor import Wav2Vec2Processor, feature_extractor_from_folder
 from w2vc.tokenizer import CTCTokenizer
+from w2vc.training import cpu_supports_bf16
 
 
 def check_device(device=None) -> torch.device:
@@ -218,17 +218,11 @@ def rms_db(waveform) -> float:
 
 
 def _bf16_supported(device: torch.device) -> bool:
-    # The same test as chapter 8's w2vc.training.bf16_supported (agreed with its author): to be replaced by an
-    # import of that function once both chapters are merged.
+    """Whether ``device`` has native bfloat16 arithmetic (a GPU that supports it; a CPU: chapter 8's probe)."""
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        try:  # private, but the only probes of the CPU's instruction sets that torch has
-            if platform.machine().lower() in ("x86_64", "amd64", "x86", "i386", "i686"):
-                return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # aarch64: the BF16 extension
-        except (AttributeError, RuntimeError):
-            return False
+        return cpu_supports_bf16()
     return True  # other accelerators: autocast decides
 
 

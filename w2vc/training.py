@@ -3,6 +3,7 @@
 # %% notebooks/08_pretraining.ipynb, cell 29
 import math
 import os
+import platform
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -290,11 +291,16 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
 # %% notebooks/08_pretraining.ipynb, cell 47
 def cpu_supports_bf16() -> bool:
     """Whether this CPU has bfloat16 instructions: AVX512-BF16 (Intel Cooper Lake and later, AMD Zen 4 and later)
-    or AMX (Intel Sapphire Rapids and later). Without them PyTorch still computes in bfloat16 on the CPU, by
-    converting to float32, which is slower than float32 itself."""
+    or AMX (Intel Sapphire Rapids and later) on x86, the BF16 extension on ARM. Without them PyTorch still
+    computes in bfloat16 on the CPU, by converting to float32, which is slower than float32 itself."""
     # torch 2.13 reads the CPU's feature flags in these (private) functions; an older torch lacks them: no bf16
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check() for check in checks if check is not None)
+    try:
+        if platform.machine().lower() in ("x86_64", "amd64", "x86", "i386", "i686"):
+            checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+            return any(bool(check()) for check in checks if check is not None)
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())     # aarch64: the BF16 extension
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def autocast_bf16(config: TrainingConfig, device: torch.device) -> bool:
