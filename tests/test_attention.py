@@ -307,6 +307,24 @@ def test_the_bench_skips_bfloat16_on_a_cpu_without_it_and_says_why(tmp_path, cap
                for line in cases), cases
 
 
+def test_the_bench_compiles_only_up_to_compile_up_to_and_says_so(tmp_path, capsys, monkeypatch):
+    """Compiling the model for 60 or 120 s of audio takes minutes on a CPU: --compile stops at 10 s unless asked."""
+    import w2vc.bench
+    ran = []
+    monkeypatch.setattr(w2vc.bench, "make_folder", lambda folder, position: None)
+    monkeypatch.setattr(w2vc.bench, "run_case", lambda library, implementation, folder, seconds, *rest:
+                        ran.append((implementation, seconds)) or {"seconds": 1.0, "peak_gib": 1.0})
+    assert w2vc.bench.main(["--seconds", "10", "60", "--positions", "rotary", "--compile",
+                            "--folder", str(tmp_path / "weights")]) == 0
+    assert ("sdpa+compile", 10) in ran and ("sdpa+compile", 60) not in ran and ("sdpa", 60) in ran, ran
+    assert "rotary     60s  w2vc sdpa+compile: skipped, compiled only up to 10 s (--compile-up-to)" in \
+        capsys.readouterr().out
+    ran.clear()
+    assert w2vc.bench.main(["--seconds", "60", "--positions", "rotary", "--compile", "--compile-up-to", "60",
+                            "--folder", str(tmp_path / "weights")]) == 0
+    assert ("sdpa+compile", 60) in ran, ran
+
+
 @pytest.mark.parametrize("args, message", [(["--repeats", "0"], "--repeats: expected at least 1 pass, got 0"),
                                            (["--seconds", "10", "-5"], "--seconds: expected lengths above 0, got [10.0, -5.0]")])
 def test_the_bench_refuses_bad_arguments(capsys, args, message):

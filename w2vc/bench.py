@@ -7,7 +7,7 @@ Side by side in one run, each measurement in its own Python process: base size (
 random weights, float32 or ``--dtype bfloat16`` autocast), two threads, one utterance of 10, 60 and 120
 seconds, relative and rotary positions. Every library loads the same weights from the same folder.
 ``--compile`` adds w2vc's sdpa path under ``torch.compile`` (timed after the compiling pass, whose seconds
-are reported too). A case reports the seconds of one
+are reported too) at lengths up to ``--compile-up-to`` seconds (10). A case reports the seconds of one
 forward pass (the best of ``--repeats`` at 10 s, one pass at longer lengths, after a 1 s warm-up pass) and the
 process's peak resident set size (VmHWM), and the table gives the ratios to transformers' best of eager and
 sdpa. Cases whose estimated peak memory exceeds ``--memory-gb`` are skipped, and the table says so, as are
@@ -128,6 +128,9 @@ def main(argv=None) -> int:
                         help="float32, and/or bfloat16 autocast (needs a GPU or a CPU with bfloat16 instructions)")
     parser.add_argument("--compile", action="store_true",
                         help="also time w2vc's sdpa path under torch.compile (compiling takes a minute or more)")
+    parser.add_argument("--compile-up-to", type=float, default=10.0, metavar="SECONDS",
+                        help="compile only at lengths up to this (default 10 s: on a CPU, compiling the 60 s model "
+                             "takes about 4 minutes and the 120 s one over 7)")
     parser.add_argument("--memory-gb", type=float, default=10.0,
                         help="skip cases whose estimated peak RSS (GiB) is larger")
     parser.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "w2vc-bench-attention"), help="where the weights are written")
@@ -174,6 +177,8 @@ def main(argv=None) -> int:
                             "dtype": dtype, "machine": here, "date": time.strftime("%Y-%m-%d")}
                     if dtype == "bfloat16" and no_bf16:
                         case["skipped"] = no_bf16
+                    elif implementation.endswith("+compile") and seconds > args.compile_up_to:
+                        case["skipped"] = f"compiled only up to {args.compile_up_to:g} s (--compile-up-to)"
                     elif estimate > args.memory_gb:
                         case["skipped"] = f"needs about {estimate:.1f} GiB (> --memory-gb {args.memory_gb:g})"
                     else:

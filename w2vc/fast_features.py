@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from w2vc.features import _conv_out
+
 
 def frames_of(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     """The windows a strided convolution reads, one row per output frame.
@@ -23,7 +25,7 @@ def frames_of(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
         next. When ``kernel == stride`` the windows tile the signal and the result is a view, not a copy.
     """
     B, L, C = x.shape
-    n = (L - kernel) // stride + 1
+    n = _conv_out(L, kernel, stride)
     if kernel == stride:
         return x[:, :n * stride].reshape(B, n, kernel * C)                # a view when x is contiguous
     return x.unfold(1, kernel, stride).transpose(2, 3).reshape(B, n, kernel * C)   # (B, L', C, k) -> copy
@@ -65,7 +67,7 @@ def in_chunks(fn, x: torch.Tensor, kernel: int, stride: int, dim: int, frames: i
     into its kernel's layout, and the windows of `frames_of` are ``kernel / stride`` times its input.
     A chunk at a time, they are a chunk's.
     """
-    n = (x.shape[dim] - kernel) // stride + 1
+    n = _conv_out(x.shape[dim], kernel, stride)
     if torch.compiler.is_compiling() or n <= frames:      # a compiled graph: one call, no loop over the length
         return fn(x)
     first = fn(x.narrow(dim, 0, (frames - 1) * stride + kernel))
@@ -79,10 +81,10 @@ def in_chunks(fn, x: torch.Tensor, kernel: int, stride: int, dim: int, frames: i
     return out
 
 
-def first_layer_channels_first(layer: nn.Module, waveform: torch.Tensor) -> torch.Tensor:
+def first_layer_channels_first(layer: nn.Module, waveform: torch.Tensor, inference: bool) -> torch.Tensor:
     """Chapter 2's first conv layer on ``(B, S)`` audio as one product: ``(B, C, L')``, channels first.
 
-    Without autograd (inference) the norm and the activation overwrite the product instead of copying it:
+    In ``inference`` (no autograd) the norm and the activation overwrite the product instead of copying it:
     at 120 s of audio that product is 0.8 GB, the largest tensor of the whole model.
     """
     conv = layer.conv
@@ -91,20 +93,24 @@ def first_layer_channels_first(layer: nn.Module, waveform: torch.Tensor) -> torc
     x = torch.bmm(weight, windows.contiguous())                            # (B, C, L'), channels first
     if conv.bias is not None:
         x = x + conv.bias[:, None]
-    if torch.is_grad_enabled():
+    if not inference:
         x = layer.layer_norm(x) if layer.norm_kind == "group" else x
         return layer.activation(x)
     x = group_norm_in_place(layer.layer_norm, x) if layer.norm_kind == "group" else x
     return activation_in_place(layer.activation, x)
 
 
-def layer_channels_last(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Chapter 2's conv layer with LayerNorm, channels last: ``(B, L, C_in) -> (B, L', C_out)``, no transposes."""
-    if torch.is_grad_enabled():
-        return layer.activation(layer.layer_norm(conv_as_matmul(layer.conv, x)))
-    def one_chunk(part):
-        return activation_in_place(layer.activation, layer.layer_norm(conv_as_matmul(layer.conv, part)))
+def layer_channels_last(layer: nn.Module, x: torch.Tensor, inference: bool) -> torch.Tensor:
+    """Chapter 2's conv layer with LayerNorm, channels last: ``(B, L, C_in) -> (B, L', C_out)``, no transposes.
 
+    In ``inference`` (no autograd) it runs in chunks of frames, and the activation overwrites the norm's output.
+    """
+    def one_chunk(part):
+        y = layer.layer_norm(conv_as_matmul(layer.conv, part))
+        return activation_in_place(layer.activation, y) if inference else layer.activation(y)
+
+    if not inference:
+        return one_chunk(x)
     return in_chunks(one_chunk, x, layer.conv.kernel_size[0], layer.conv.stride[0], dim=1)
 
 
@@ -124,14 +130,15 @@ def feature_encoder_forward(encoder: nn.Module, input_values: torch.Tensor, reco
         return checkpoint(fn, *args, use_reentrant=False) if recompute else fn(*args)
 
     layers = encoder.conv_layers
+    inference = not torch.is_grad_enabled()          # no autograd: in place, and in chunks of frames
     if layers[0].norm_kind == "layer":               # every layer normalises over channels: stay channels last
         x = input_values[:, :, None]                  # (B, S, 1)
         for layer in layers:
-            x = run(layer_channels_last, layer, x)    # (B, L_i, C_i)
+            x = run(layer_channels_last, layer, x, inference)    # (B, L_i, C_i)
         return x
-    x = run(first_layer_channels_first, layers[0], input_values)   # (B, C, L_1); GroupNorm wants channels first
+    x = run(first_layer_channels_first, layers[0], input_values, inference)   # (B, C, L_1), channels first
     for layer in layers[1:]:                          # chapter 2's layers: Conv1d, then the activation
-        if torch.is_grad_enabled():
+        if not inference:
             x = run(layer, x)
         else:
             x = in_chunks(lambda part: activation_in_place(layer.activation, layer.conv(part)),
